@@ -1,0 +1,30 @@
+//! The pure core of hammer: everything about a load test that needs no
+//! sockets, threads or clocks.
+//!
+//! - [`plan`]: rate plans (constant, stepped schedules, ramps).
+//! - [`pacer`]: when each request is due (evenly spaced, Poisson, closed loop).
+//! - [`recorder`]: constant-memory measurement with HDR histograms.
+//! - [`result`]: the JSON result of a run and the exact merge of shards.
+//! - [`slo`]: SLO expressions and their verdict.
+//! - [`targets`]: request targets and vegeta's targets file format.
+//!
+//! The engine in the `hammer` crate drives sockets with these pieces.
+//!
+//! ```
+//! use std::time::Duration;
+//! use hammer_core::pacer::{Even, Next, Pacer, Share};
+//! use hammer_core::plan::RatePlan;
+//!
+//! // 4 requests/s for one second: due at 0, 250, 500 and 750 ms.
+//! let plan = RatePlan::constant(4.0, Some(Duration::from_secs(1))).unwrap();
+//! let mut pacer = Even::new(plan, Share::ALL, None);
+//! pacer.take();
+//! assert_eq!(pacer.next(), Next::At(Duration::from_millis(250)));
+//! ```
+
+pub mod pacer;
+pub mod plan;
+pub mod recorder;
+pub mod result;
+pub mod slo;
+pub mod targets;
