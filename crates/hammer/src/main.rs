@@ -1,1 +1,29 @@
-fn main() {}
+//! The `hammer` command line. Subcommands live in `cmd/`; this file only
+//! parses flags and maps the outcome to an exit code.
+
+mod cli;
+mod cmd;
+mod demo;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let outcome = match cli.command {
+        cli::Command::Attack(args) => cmd::attack::run(args),
+        cli::Command::Report(args) => cmd::report::run(args),
+    };
+    match outcome {
+        Ok(exit) => ExitCode::from(exit as u8),
+        Err(e) if e.downcast_ref::<cmd::BadInput>().is_some() => {
+            eprintln!("hammer: {e}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("hammer: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

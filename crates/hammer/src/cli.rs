@@ -1,0 +1,197 @@
+//! Defines the command line as raw flags; `cmd::*` resolves them into a
+//! typed run configuration.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// hammer: how much load your HTTP service takes within its SLO.
+#[derive(Debug, Parser)]
+#[command(name = "hammer", version, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// hammer's subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Send HTTP load to a target and measure it (open or closed loop).
+    Attack(AttackArgs),
+    /// Merge result files written with -o (e.g. shards of one run) and print the report.
+    Report(ReportArgs),
+}
+
+/// How arrivals are spaced in open loop.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Arrivals {
+    /// Evenly spaced: at rate R, one request every 1/R seconds.
+    Even,
+    /// A Poisson process with mean rate R.
+    Poisson,
+}
+
+/// Output format on stdout.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Format {
+    /// A summary for people.
+    Text,
+    /// The full result as JSON (same as -o).
+    Json,
+}
+
+const ATTACK_EXAMPLES: &str = "\
+Examples:
+  # Open loop: 500 requests/s, evenly spaced, for 30 seconds
+  hammer attack -r 500 -d 30s http://127.0.0.1:8080/
+
+  # Closed loop: 50 connections, one request in flight each, 100,000 requests
+  hammer attack -c 50 -n 100000 http://127.0.0.1:8080/
+
+  # Steps of a rate plan with an SLO; exit code 3 when it is violated
+  hammer attack --schedule 50:30s,500:30s,1000:30s --slo 'p99<60ms' http://127.0.0.1:8080/
+
+  # A POST with a JSON body, results kept for later merging
+  hammer attack -r 1000 -d 10s -m POST -H 'Content-Type: application/json' \\
+      -b body.json -o run.json http://127.0.0.1:8080/find-by-age
+
+  # No URL: attack hammer's built-in demo target on a loopback port
+  hammer attack -r 2000 -d 5s
+
+Latency is measured from the time each request was due (open loop), so a
+stalled server cannot hide behind a stalled generator. Service time is
+measured from the actual send, schedule lag is the difference.
+
+Exit codes: 0 done, 1 runtime failure, 2 bad input, 3 SLO violated, 130 interrupted.";
+
+/// Flags of `hammer attack`.
+#[derive(Debug, Args)]
+#[command(after_help = ATTACK_EXAMPLES)]
+pub struct AttackArgs {
+    /// Target URL (http://). Omit it (and --targets) to attack the built-in demo target.
+    pub url: Option<String>,
+
+    /// Targets file in vegeta's format: `METHOD URL`, header lines, optional
+    /// `@body-file`, blank line between targets. All must share one origin.
+    #[arg(long, value_name = "FILE", conflicts_with = "url")]
+    pub targets: Option<PathBuf>,
+
+    /// Open loop: requests per second, sent on schedule whatever the target
+    /// does. Without --rate, --schedule or --ramp the run is closed loop.
+    #[arg(short, long, value_name = "R", allow_negative_numbers = true)]
+    pub rate: Option<f64>,
+
+    /// Open loop rate plan: RATE:DURATION steps, e.g. 50:30s,500:30s,1000:30s.
+    #[arg(long, value_name = "PLAN", conflicts_with_all = ["rate", "ramp"])]
+    pub schedule: Option<String>,
+
+    /// Open loop linear ramp: FROM..TO:DURATION, e.g. 0..2000:60s.
+    #[arg(long, value_name = "PLAN", conflicts_with = "rate")]
+    pub ramp: Option<String>,
+
+    /// Spacing of open-loop arrivals.
+    #[arg(long, value_enum, default_value_t = Arrivals::Even)]
+    pub arrivals: Arrivals,
+
+    /// Closed loop: connections, each with one request in flight (default 50).
+    /// Open loop: the most connections hammer may open (default 10000); it
+    /// opens one whenever all are busy and never delays the schedule.
+    #[arg(short, long, value_name = "N")]
+    pub connections: Option<usize>,
+
+    /// Stop after N requests.
+    #[arg(short = 'n', long, value_name = "N")]
+    pub requests: Option<u64>,
+
+    /// Stop sending after this long, e.g. 30s, 2m. With -n, whichever comes
+    /// first. Default 10s when neither is given (a plan sets its own).
+    #[arg(short, long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub duration: Option<std::time::Duration>,
+
+    /// HTTP method.
+    #[arg(short, long, default_value = "GET")]
+    pub method: String,
+
+    /// Request header, repeatable: -H 'Content-Type: application/json'.
+    #[arg(short = 'H', long = "header", value_name = "'K: V'")]
+    pub headers: Vec<String>,
+
+    /// File whose contents are sent as the request body.
+    #[arg(short, long, value_name = "FILE")]
+    pub body: Option<PathBuf>,
+
+    /// Whole-request timeout, from send to complete response.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub timeout: std::time::Duration,
+
+    /// Connect timeout.
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    pub connect_timeout: std::time::Duration,
+
+    /// Use HTTP/2 (not built yet: refused with a clear error).
+    #[arg(long)]
+    pub http2: bool,
+
+    /// Skip TLS certificate checks (for https://, which is not built yet).
+    #[arg(long)]
+    pub insecure: bool,
+
+    /// A new connection for every request (sends `Connection: close`).
+    #[arg(long)]
+    pub disable_keepalive: bool,
+
+    /// Worker threads (default: one per available core).
+    #[arg(short, long, value_name = "N")]
+    pub workers: Option<usize>,
+
+    /// Write the full result as JSON to FILE (mergeable with `hammer report`).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Write an HdrHistogram interval log (one latency histogram per second).
+    #[arg(long, value_name = "FILE")]
+    pub hdr_log: Option<PathBuf>,
+
+    /// Format of the report on stdout.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+
+    /// Service level objective, e.g. 'p99<60ms,error-rate<0.1%'. Exit code 3
+    /// when violated. Metrics: pN (p50, p99, p99.9), mean, max, error-rate.
+    #[arg(long, value_name = "CHECKS")]
+    pub slo: Option<String>,
+
+    /// Run the I-th of N equal shares of the plan (0-based), for a run split
+    /// across machines; merge the results with `hammer report`.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
+
+    /// Start at this Unix time (seconds), so shards on several machines start together.
+    #[arg(long, value_name = "UNIX_SECS")]
+    pub start_at: Option<f64>,
+
+    /// Seed for --arrivals poisson.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+
+    /// No progress line.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// Flags of `hammer report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Result files written by `hammer attack -o`.
+    #[arg(required = true, value_name = "RESULT.json")]
+    pub files: Vec<PathBuf>,
+
+    /// Format of the merged report.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+
+    /// Judge the merged result against an SLO (exit code 3 when violated).
+    #[arg(long, value_name = "CHECKS")]
+    pub slo: Option<String>,
+}

@@ -1,0 +1,349 @@
+//! Provides `hammer attack`: resolve the flags into an engine configuration,
+//! check the target answers, run with a progress line, then report.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use hammer::engine::request::{parse_url, prepare};
+use hammer::engine::{Config, Mode, Outcome, Run};
+use hammer::limits;
+use hammer::report::progress::{Goal, Progress};
+use hammer::report::text;
+use hammer_core::pacer::Share;
+use hammer_core::plan::RatePlan;
+use hammer_core::result::RunResult;
+use hammer_core::slo::Slo;
+use hammer_core::targets::{parse_header, parse_targets, Target};
+use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
+use hdrhistogram::serialization::V2DeflateSerializer;
+
+use super::{bad_input, Exit};
+use crate::cli::{Arrivals, AttackArgs, Format};
+
+const DEFAULT_DURATION: Duration = Duration::from_secs(10);
+const CLOSED_DEFAULT_CONNECTIONS: usize = 50;
+const OPEN_DEFAULT_CONNECTIONS: usize = 10_000;
+
+/// A fully resolved attack.
+struct Attack {
+    config: Config,
+    title: String,
+    target_rate: Option<f64>,
+    goal: Goal,
+    slo: Option<Slo>,
+}
+
+/// Runs `hammer attack`.
+pub fn run(args: AttackArgs) -> Result<Exit> {
+    let nofile = limits::raise_nofile();
+    let attack = resolve(&args, limits::max_connections(nofile))?;
+    preflight(&attack.config)?;
+    wait_for_start(args.start_at)?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let interrupted = Arc::new(AtomicBool::new(false));
+    {
+        let (stop, interrupted) = (stop.clone(), interrupted.clone());
+        // A second Ctrl-C leaves at once.
+        let _ = ctrlc::set_handler(move || {
+            if interrupted.swap(true, Ordering::SeqCst) {
+                std::process::exit(Exit::Interrupted as i32);
+            }
+            stop.store(true, Ordering::SeqCst);
+        });
+    }
+
+    let mut progress = Progress::new(attack.goal, args.quiet);
+    let run = Run::start(attack.config, stop).context("starting workers")?;
+    let outcome = watch(run, &mut progress, args.hdr_log.as_deref())?;
+    progress.finish();
+
+    let mut result = RunResult::from_recorder(&outcome.recorder, attack.target_rate, outcome.window);
+    if let Some(slo) = &attack.slo {
+        result.slo = Some(slo.evaluate(&result)?);
+    }
+    match args.format {
+        Format::Text => print!("{}", text::render(&result, &attack.title)),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&result)?),
+    }
+    if let Some(path) = &args.output {
+        let json = serde_json::to_string_pretty(&result)?;
+        std::fs::write(path, json + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(if interrupted.load(Ordering::SeqCst) {
+        Exit::Interrupted
+    } else if result.slo.as_ref().is_some_and(|s| !s.passed) {
+        Exit::SloViolated
+    } else {
+        Exit::Ok
+    })
+}
+
+/// Polls the run once a second for progress and the interval log.
+fn watch(run: Run, progress: &mut Progress, hdr_log: Option<&Path>) -> Result<Outcome> {
+    let mut file = hdr_log
+        .map(|p| {
+            File::create(p)
+                .map(BufWriter::new)
+                .with_context(|| format!("creating {}", p.display()))
+        })
+        .transpose()?;
+    let mut serializer = V2DeflateSerializer::new();
+    let mut log = match &mut file {
+        Some(f) => Some(
+            IntervalLogWriterBuilder::new()
+                .with_start_time(SystemTime::now())
+                .with_max_value_divisor(1000.0)
+                .add_comment("hammer latency log: values in microseconds, from intended send time")
+                .begin_log_with(f, &mut serializer)?,
+        ),
+        None => None,
+    };
+    let start = run.started_at();
+    let mut last = start;
+    loop {
+        std::thread::sleep(Duration::from_millis(50));
+        let finished = run.is_finished();
+        let now = Instant::now();
+        if now.saturating_duration_since(last) >= Duration::from_secs(1) || finished {
+            let interval = run.take_interval();
+            let len = now.saturating_duration_since(last);
+            progress.update(&interval, len, now.saturating_duration_since(start));
+            if let Some(log) = &mut log {
+                let offset = last.saturating_duration_since(start);
+                log.write_histogram(interval.latency(), offset, len, None)
+                    .map_err(|e| anyhow::anyhow!("writing the HdrHistogram log: {e:?}"))?;
+            }
+            last = now;
+        }
+        if finished {
+            break;
+        }
+    }
+    drop(log);
+    if let Some(mut f) = file {
+        f.flush().context("writing the HdrHistogram log")?;
+    }
+    run.join().context("running the attack")
+}
+
+fn resolve(args: &AttackArgs, max_conns: Option<u64>) -> Result<Attack> {
+    if args.http2 {
+        return Err(bad_input("--http2 is not built yet: hammer speaks HTTP/1.1 for now"));
+    }
+    if args.requests == Some(0) {
+        return Err(bad_input("-n/--requests must be at least 1"));
+    }
+    if args.workers == Some(0) || args.connections == Some(0) {
+        return Err(bad_input("--workers and --connections must be at least 1"));
+    }
+    let (targets, demo) = load_targets(args)?;
+    let (origin, requests) =
+        prepare(&targets, !args.disable_keepalive).map_err(|e| bad_input(e.to_string()))?;
+    let shard = parse_shard(args.shard.as_deref())?;
+    let (mode, plan_duration) = mode_of(args)?;
+    let open = matches!(mode, Mode::Open { .. });
+    let duration = match (&mode, args.duration, args.requests) {
+        (Mode::Open { .. }, _, _) => args.duration.filter(|_| plan_duration.is_some()),
+        (Mode::Closed, None, None) => Some(DEFAULT_DURATION),
+        (Mode::Closed, d, _) => d,
+    };
+    let connections = connections(args, open, shard, max_conns)?;
+    let workers = args.workers.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    });
+    let target_rate = match &mode {
+        Mode::Open { plan, .. } => Some(plan.mean_rate() / shard.stride as f64),
+        Mode::Closed => None,
+    };
+    let slo = args
+        .slo
+        .as_deref()
+        .map(Slo::parse)
+        .transpose()
+        .map_err(|e| bad_input(e.to_string()))?;
+    let total = duration.or(plan_duration);
+    let goal = match (total, args.requests) {
+        (_, Some(n)) => Goal::Requests(shard.count_of(n)),
+        (Some(d), None) => Goal::Time(d),
+        (None, None) => Goal::Open,
+    };
+    let title = title(&targets[0].0, demo, &mode, total, args.requests, connections);
+    Ok(Attack {
+        config: Config {
+            addr: origin.addr,
+            requests,
+            mode,
+            max_requests: args.requests,
+            duration,
+            connections,
+            workers,
+            timeout: args.timeout,
+            connect_timeout: args.connect_timeout,
+            keepalive: !args.disable_keepalive,
+            shard,
+        },
+        title,
+        target_rate,
+        goal,
+        slo,
+    })
+}
+
+/// The targets to attack, with their bodies, and whether it is the demo target.
+fn load_targets(args: &AttackArgs) -> Result<(Vec<(Target, Vec<u8>)>, bool)> {
+    let headers = args
+        .headers
+        .iter()
+        .map(|h| parse_header(h).ok_or_else(|| bad_input(format!("bad header {h:?}: use 'Name: value'"))))
+        .collect::<Result<Vec<_>>>()?;
+    let read = |p: &Path| {
+        std::fs::read(p).map_err(|e| bad_input(format!("cannot read body file {}: {e}", p.display())))
+    };
+    if let Some(path) = &args.targets {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| bad_input(format!("cannot read targets file {}: {e}", path.display())))?;
+        let parsed = parse_targets(&text).map_err(|e| bad_input(format!("{}: {e}", path.display())))?;
+        let mut out = Vec::with_capacity(parsed.len());
+        for mut t in parsed {
+            t.headers.extend(headers.iter().cloned());
+            let body = match &t.body {
+                Some(p) => read(p)?,
+                None => Vec::new(),
+            };
+            out.push((t, body));
+        }
+        return Ok((out, false));
+    }
+    let (url, demo) = match &args.url {
+        Some(u) => (u.clone(), false),
+        None => {
+            let addr = crate::demo::spawn().context("starting the built-in demo target")?;
+            (format!("http://{addr}/"), true)
+        }
+    };
+    parse_url(&url).map_err(|e| bad_input(e.to_string()))?;
+    let body = args.body.as_deref().map(read).transpose()?.unwrap_or_default();
+    let target = Target {
+        method: args.method.clone(),
+        url,
+        headers,
+        body: args.body.clone(),
+    };
+    Ok((vec![(target, body)], demo))
+}
+
+fn mode_of(args: &AttackArgs) -> Result<(Mode, Option<Duration>)> {
+    let plan = if let Some(s) = &args.schedule {
+        Some(RatePlan::parse_schedule(s))
+    } else if let Some(r) = &args.ramp {
+        Some(RatePlan::parse_ramp(r))
+    } else {
+        args.rate.map(|r| {
+            let duration = match (args.duration, args.requests) {
+                (None, None) => Some(DEFAULT_DURATION),
+                (d, _) => d,
+            };
+            RatePlan::constant(r, duration)
+        })
+    };
+    let Some(plan) = plan.transpose().map_err(|e| bad_input(e.to_string()))? else {
+        return Ok((Mode::Closed, None));
+    };
+    let duration = plan.duration();
+    let mode = Mode::Open {
+        plan,
+        poisson: args.arrivals == Arrivals::Poisson,
+        seed: args.seed,
+    };
+    Ok((mode, duration))
+}
+
+fn connections(args: &AttackArgs, open: bool, shard: Share, max: Option<u64>) -> Result<usize> {
+    let max = max.map_or(usize::MAX, |m| usize::try_from(m).unwrap_or(usize::MAX));
+    let wanted = match args.connections {
+        Some(c) if c > max => {
+            return Err(bad_input(format!(
+                "-c {c} needs {c} file descriptors but the open-file limit allows {max} \
+                 connections; raise the hard limit (ulimit -Hn) or lower -c"
+            )))
+        }
+        Some(c) => c,
+        None if open => OPEN_DEFAULT_CONNECTIONS.min(max),
+        None => CLOSED_DEFAULT_CONNECTIONS,
+    };
+    if open {
+        return Ok(wanted);
+    }
+    // A shard of a closed-loop run drives its share of the connections.
+    let share = shard.count_of(wanted as u64) as usize;
+    if share == 0 {
+        return Err(bad_input(format!("-c {wanted} is too few connections for {} shards", shard.stride)));
+    }
+    Ok(share)
+}
+
+fn parse_shard(text: Option<&str>) -> Result<Share> {
+    let Some(text) = text else { return Ok(Share::ALL) };
+    let bad = || bad_input(format!("bad --shard {text:?}: use I/N with 0 <= I < N, e.g. 0/4"));
+    let (i, n) = text.split_once('/').ok_or_else(bad)?;
+    let (i, n): (u64, u64) = (i.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
+    if n == 0 || i >= n {
+        return Err(bad());
+    }
+    Ok(Share { first: i, stride: n })
+}
+
+fn preflight(cfg: &Config) -> Result<()> {
+    TcpStream::connect_timeout(&cfg.addr, cfg.connect_timeout)
+        .map(drop)
+        .map_err(|e| bad_input(format!("cannot connect to {}: {e} (is the service running?)", cfg.addr)))
+}
+
+fn wait_for_start(start_at: Option<f64>) -> Result<()> {
+    let Some(at) = start_at else { return Ok(()) };
+    if !at.is_finite() || at < 0.0 {
+        return Err(bad_input(format!("bad --start-at {at}: use Unix seconds")));
+    }
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs_f64();
+    if at > now + 24.0 * 3600.0 {
+        return Err(bad_input("--start-at is more than a day away"));
+    }
+    if at > now {
+        std::thread::sleep(Duration::from_secs_f64(at - now));
+    }
+    Ok(())
+}
+
+fn title(
+    target: &Target,
+    demo: bool,
+    mode: &Mode,
+    total: Option<Duration>,
+    requests: Option<u64>,
+    connections: usize,
+) -> String {
+    let what = if demo { " (built-in demo target)" } else { "" };
+    let bound = match (total, requests) {
+        (Some(d), Some(n)) => format!("{n} requests or {}", humantime::format_duration(d)),
+        (Some(d), None) => format!("for {}", humantime::format_duration(d)),
+        (None, Some(n)) => format!("{n} requests"),
+        (None, None) => "until stopped".into(),
+    };
+    let how = match mode {
+        Mode::Open { plan, poisson, .. } => format!(
+            "open loop, {:.1} req/s mean ({}), {bound}",
+            plan.mean_rate(),
+            if *poisson { "Poisson arrivals" } else { "evenly spaced" }
+        ),
+        Mode::Closed => format!("closed loop, {connections} connections, {bound}"),
+    };
+    format!("hammer attack {} {}{what}\n  {how}", target.method, target.url)
+}

@@ -1,0 +1,35 @@
+//! Provides the subcommands: each turns raw flags into a typed
+//! configuration, runs it, and says which exit code the run earned.
+
+pub mod attack;
+pub mod report;
+
+use std::fmt;
+
+/// A problem with what the user asked for: exit code 2, one line, no trace.
+#[derive(Debug)]
+pub struct BadInput(pub String);
+
+impl fmt::Display for BadInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BadInput {}
+
+/// Shorthand for a [`BadInput`] error.
+pub fn bad_input(msg: impl Into<String>) -> anyhow::Error {
+    BadInput(msg.into()).into()
+}
+
+/// How a command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Done.
+    Ok = 0,
+    /// The SLO was violated.
+    SloViolated = 3,
+    /// Stopped by Ctrl-C.
+    Interrupted = 130,
+}

@@ -1,0 +1,44 @@
+//! Provides `hammer report`: merge result files exactly (histograms add)
+//! and print the combined report.
+
+use anyhow::{Context, Result};
+use hammer_core::result::RunResult;
+use hammer_core::slo::Slo;
+
+use super::{bad_input, Exit};
+use crate::cli::{Format, ReportArgs};
+use hammer::report::text;
+
+/// Runs `hammer report`.
+pub fn run(args: ReportArgs) -> Result<Exit> {
+    let slo = args
+        .slo
+        .as_deref()
+        .map(Slo::parse)
+        .transpose()
+        .map_err(|e| bad_input(e.to_string()))?;
+    let mut results = Vec::with_capacity(args.files.len());
+    for path in &args.files {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| bad_input(format!("cannot read {}: {e}", path.display())))?;
+        let result: RunResult = serde_json::from_str(&text).map_err(|e| {
+            bad_input(format!("{} is not a hammer result file: {e}", path.display()))
+        })?;
+        results.push(result);
+    }
+    let mut merged = RunResult::merge(&results).map_err(|e| bad_input(e.to_string()))?;
+    if let Some(slo) = &slo {
+        merged.slo = Some(slo.evaluate(&merged).context("judging the SLO")?);
+    }
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&merged)?),
+        Format::Text => {
+            let title = format!("hammer report: {} result file(s) merged", results.len());
+            print!("{}", text::render(&merged, &title));
+        }
+    }
+    Ok(match &merged.slo {
+        Some(s) if !s.passed => Exit::SloViolated,
+        _ => Exit::Ok,
+    })
+}

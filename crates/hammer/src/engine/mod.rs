@@ -1,0 +1,206 @@
+//! Provides the load engine: worker threads that send HTTP/1.1 requests on
+//! a schedule and measure them.
+//!
+//! [`Run::start`] splits the plan and the connection cap across workers
+//! (one poll loop per thread), hands out merged interval measurements while
+//! they run ([`Run::take_interval`]), and joins them into one
+//! [`Outcome`]. Reports and the CLI live elsewhere.
+
+mod conn;
+pub mod request;
+pub mod response;
+mod timer;
+mod worker;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use hammer_core::pacer::{Even, Poisson, Share, Unpaced};
+use hammer_core::plan::RatePlan;
+use hammer_core::recorder::Recorder;
+
+use request::Prepared;
+use worker::{WorkerConfig, WorkerReport};
+
+/// How requests are paced.
+#[derive(Debug, Clone)]
+pub enum Mode {
+    /// Open loop: send times follow the plan whatever the target does.
+    Open {
+        /// The rate plan.
+        plan: RatePlan,
+        /// Poisson arrivals instead of evenly spaced ones.
+        poisson: bool,
+        /// Seed for Poisson arrivals.
+        seed: u64,
+    },
+    /// Closed loop: each connection sends its next request when the last one ends.
+    Closed,
+}
+
+/// Everything the engine needs for one run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where to connect.
+    pub addr: SocketAddr,
+    /// Requests to send, round robin.
+    pub requests: Vec<Prepared>,
+    /// Pacing.
+    pub mode: Mode,
+    /// Stop after this many requests.
+    pub max_requests: Option<u64>,
+    /// Stop sending after this long.
+    pub duration: Option<Duration>,
+    /// Closed loop: the connections. Open loop: the most it may open.
+    pub connections: usize,
+    /// Worker threads.
+    pub workers: usize,
+    /// Whole-request timeout.
+    pub timeout: Duration,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Reuse connections.
+    pub keepalive: bool,
+    /// This process's share of a run split across machines (`Share::ALL` alone).
+    pub shard: Share,
+}
+
+/// The measurements of a finished run.
+pub struct Outcome {
+    /// Everything recorded, all workers merged.
+    pub recorder: Recorder,
+    /// The send window the achieved rate is measured over.
+    pub window: Duration,
+    /// Connections opened.
+    pub connections_opened: u64,
+}
+
+/// A run in progress.
+pub struct Run {
+    start: Instant,
+    stop: Arc<AtomicBool>,
+    intervals: Arc<Vec<Mutex<Recorder>>>,
+    handles: Vec<JoinHandle<std::io::Result<WorkerReport>>>,
+    closed: bool,
+}
+
+/// Workers get a moment to start before the first request is due, so the
+/// schedule does not begin late.
+const LEAD_IN: Duration = Duration::from_millis(5);
+
+impl Run {
+    /// Starts the workers. Setting `stop` ends sending; in-flight requests
+    /// get a short grace period.
+    pub fn start(cfg: Config, stop: Arc<AtomicBool>) -> std::io::Result<Run> {
+        let closed = matches!(cfg.mode, Mode::Closed);
+        let workers = if closed {
+            cfg.workers.min(cfg.connections)
+        } else {
+            cfg.workers
+        }
+        .max(1);
+        let start = Instant::now() + LEAD_IN;
+        let requests: Arc<[Prepared]> = cfg.requests.clone().into();
+        let intervals: Arc<Vec<Mutex<Recorder>>> =
+            Arc::new((0..workers).map(|_| Mutex::new(Recorder::new())).collect());
+        let mut handles = Vec::with_capacity(workers);
+        for i in 0..workers {
+            // Worker i of W in shard s of N takes arrivals s + N·i (mod N·W).
+            let share = Share {
+                first: cfg.shard.first + cfg.shard.stride * i as u64,
+                stride: cfg.shard.stride * workers as u64,
+            };
+            let max_conns =
+                (cfg.connections / workers + usize::from(i < cfg.connections % workers)).max(1);
+            let wcfg = WorkerConfig {
+                addr: cfg.addr,
+                requests: requests.clone(),
+                max_conns,
+                timeout: cfg.timeout,
+                connect_timeout: cfg.connect_timeout,
+                keepalive: cfg.keepalive,
+                deadline: cfg.duration.map(|d| start + d),
+                start,
+                first_request: i % requests.len(),
+            };
+            let (mode, limit) = (cfg.mode.clone(), cfg.max_requests);
+            let (intervals, stop) = (intervals.clone(), stop.clone());
+            let handle = std::thread::Builder::new()
+                .name(format!("hammer-worker-{i}"))
+                .spawn(move || {
+                    let shared = &intervals[i];
+                    match mode {
+                        Mode::Closed => worker::run(wcfg, Unpaced::new(share, limit), shared, &stop),
+                        Mode::Open { plan, poisson: false, .. } => {
+                            worker::run(wcfg, Even::new(plan, share, limit), shared, &stop)
+                        }
+                        Mode::Open { plan, poisson: true, seed } => {
+                            let pacer = Poisson::new(plan, share, limit, seed);
+                            worker::run(wcfg, pacer, shared, &stop)
+                        }
+                    }
+                })?;
+            handles.push(handle);
+        }
+        Ok(Run {
+            start,
+            stop,
+            intervals,
+            handles,
+            closed,
+        })
+    }
+
+    /// When offset zero of the plan is.
+    pub fn started_at(&self) -> Instant {
+        self.start
+    }
+
+    /// Asks the workers to stop sending.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether every worker has finished.
+    pub fn is_finished(&self) -> bool {
+        self.handles.iter().all(|h| h.is_finished())
+    }
+
+    /// What all workers measured since the last call (workers hand over
+    /// their measurements every 100 ms).
+    pub fn take_interval(&self) -> Recorder {
+        let mut merged = Recorder::new();
+        for m in self.intervals.iter() {
+            let mut r = m.lock().unwrap_or_else(|e| e.into_inner());
+            merged.add(&r);
+            r.clear();
+        }
+        merged
+    }
+
+    /// Waits for the workers and merges what they measured.
+    pub fn join(self) -> std::io::Result<Outcome> {
+        let mut recorder = Recorder::new();
+        let (mut end, mut opened) = (self.start, 0);
+        for h in self.handles {
+            let report = h
+                .join()
+                .map_err(|_| std::io::Error::other("a worker thread panicked"))??;
+            recorder.add(&report.recorder);
+            end = end.max(if self.closed {
+                report.last_done
+            } else {
+                report.send_stop
+            });
+            opened += report.opened;
+        }
+        Ok(Outcome {
+            recorder,
+            window: end.saturating_duration_since(self.start),
+            connections_opened: opened,
+        })
+    }
+}

@@ -1,0 +1,410 @@
+//! Provides the worker: one thread running one poll loop over its share of
+//! the connections and of the plan.
+//!
+//! The loop is the same for every mode; what differs is the [`Pacer`] it is
+//! generic over. Each turn it sends every request that is due (opening a
+//! connection when none is idle, up to its cap), sleeps until the next due
+//! time or I/O, then finishes what the I/O allows. A request that finds no
+//! connection stays in the pacer and keeps its intended time, so latency
+//! still counts from when it should have gone out.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hammer_core::pacer::{Next, Pacer};
+use hammer_core::recorder::{ErrorKind, Recorder};
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+
+use super::conn::{Conn, Step};
+use super::request::Prepared;
+use super::timer::PreciseTimer;
+
+const TIMER: Token = Token(usize::MAX);
+/// How often the worker hands its interval measurements to the main thread.
+const FLUSH_EVERY: Duration = Duration::from_millis(100);
+/// How long in-flight requests may still finish after Ctrl-C.
+const GRACE: Duration = Duration::from_secs(1);
+/// Most requests started in one turn, so stop checks are never starved.
+const MAX_BATCH: usize = 1024;
+const SCRATCH: usize = 64 * 1024;
+
+/// What one worker needs to know.
+#[derive(Clone)]
+pub struct WorkerConfig {
+    /// Where to connect.
+    pub addr: SocketAddr,
+    /// The prepared requests, sent round robin.
+    pub requests: Arc<[Prepared]>,
+    /// Most connections this worker may have open.
+    pub max_conns: usize,
+    /// Whole-request timeout, from actual send.
+    pub timeout: Duration,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Reuse connections.
+    pub keepalive: bool,
+    /// Stop sending at this instant.
+    pub deadline: Option<Instant>,
+    /// Offset zero of the plan.
+    pub start: Instant,
+    /// Index of this worker's first request in `requests`.
+    pub first_request: usize,
+}
+
+/// What a worker measured.
+pub struct WorkerReport {
+    /// Everything recorded.
+    pub recorder: Recorder,
+    /// When it stopped sending (no earlier than the end of its plan share).
+    pub send_stop: Instant,
+    /// When its last request ended.
+    pub last_done: Instant,
+    /// Connections it opened.
+    pub opened: u64,
+}
+
+struct Worker<P> {
+    cfg: WorkerConfig,
+    pacer: P,
+    poll: Poll,
+    conns: Slab<Conn>,
+    /// Idle connections as (slot, generation); stale entries are skipped.
+    idle: Vec<(usize, u64)>,
+    busy: usize,
+    next_generation: u64,
+    next_request: usize,
+    interval: Recorder,
+    total: Recorder,
+    timer: PreciseTimer,
+    scratch: Box<[u8]>,
+    expired: Vec<usize>,
+    opened: u64,
+    last_done: Instant,
+}
+
+/// Runs one worker until its pacer is done (or `stop` is set) and every
+/// request it sent has ended.
+pub fn run<P: Pacer>(
+    cfg: WorkerConfig,
+    pacer: P,
+    shared: &Mutex<Recorder>,
+    stop: &AtomicBool,
+) -> io::Result<WorkerReport> {
+    let poll = Poll::new()?;
+    let timer = PreciseTimer::new(poll.registry(), TIMER)?;
+    let mut w = Worker {
+        next_request: cfg.first_request,
+        last_done: cfg.start,
+        cfg,
+        pacer,
+        poll,
+        conns: Slab::new(),
+        idle: Vec::new(),
+        busy: 0,
+        next_generation: 0,
+        interval: Recorder::new(),
+        total: Recorder::new(),
+        timer,
+        scratch: vec![0; SCRATCH].into_boxed_slice(),
+        expired: Vec::new(),
+        opened: 0,
+    };
+    let send_stop = w.run_loop(shared, stop)?;
+    Ok(WorkerReport {
+        recorder: w.total,
+        send_stop,
+        last_done: w.last_done,
+        opened: w.opened,
+    })
+}
+
+fn connect_error(e: &io::Error) -> ErrorKind {
+    match e.kind() {
+        io::ErrorKind::ConnectionRefused => ErrorKind::Refused,
+        _ => ErrorKind::Connect,
+    }
+}
+
+impl<P: Pacer> Worker<P> {
+    fn run_loop(&mut self, shared: &Mutex<Recorder>, stop: &AtomicBool) -> io::Result<Instant> {
+        let mut events = Events::with_capacity(1024);
+        let sweep_every = (self.cfg.timeout.min(self.cfg.connect_timeout) / 10)
+            .clamp(Duration::from_millis(1), Duration::from_millis(10));
+        let now = Instant::now();
+        let (mut next_sweep, mut next_flush) = (now + sweep_every, now + FLUSH_EVERY);
+        let mut sending = true;
+        let mut send_stop = now;
+        let mut cancel_at: Option<Instant> = None;
+        loop {
+            let now = Instant::now();
+            let stopping = stop.load(Ordering::Relaxed);
+            if sending {
+                if stopping || self.cfg.deadline.is_some_and(|d| now >= d) {
+                    sending = false;
+                    send_stop = now;
+                } else if let Some(end) = self.dispatch() {
+                    sending = false;
+                    send_stop = end;
+                }
+            }
+            if stopping && cancel_at.is_none() {
+                cancel_at = Some(now + GRACE);
+            }
+            if !sending && self.busy == 0 {
+                break;
+            }
+            if cancel_at.is_some_and(|t| now >= t) {
+                self.cancel_all();
+                break;
+            }
+            if now >= next_sweep {
+                self.sweep(now);
+                next_sweep = now + sweep_every;
+            }
+            if now >= next_flush {
+                self.flush(shared);
+                next_flush = now + FLUSH_EVERY;
+            }
+            let mut wake = next_sweep.min(next_flush);
+            if let Some(t) = cancel_at {
+                wake = wake.min(t);
+            }
+            if sending {
+                if let Some(d) = self.cfg.deadline {
+                    wake = wake.min(d);
+                }
+                self.arm_timer(now)?;
+            }
+            match self.poll.poll(&mut events, Some(wake.saturating_duration_since(now))) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            for ev in events.iter() {
+                if ev.token() != TIMER {
+                    let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
+                    self.on_event(ev.token().0, readable, ev.is_writable());
+                }
+            }
+            self.timer.expire(Instant::now());
+        }
+        self.flush(shared);
+        Ok(send_stop)
+    }
+
+    /// Starts every request that is due. Returns when sending ends for good
+    /// (the pacer is done), with the instant the send window closes.
+    fn dispatch(&mut self) -> Option<Instant> {
+        for _ in 0..MAX_BATCH {
+            let now = Instant::now();
+            let intended = match self.pacer.next() {
+                Next::Done => {
+                    let end = self.cfg.start + self.pacer.end().unwrap_or_default();
+                    return Some(end.max(now));
+                }
+                Next::Now => now,
+                Next::At(t) if self.cfg.start + t > now => return None,
+                Next::At(t) => self.cfg.start + t,
+            };
+            let slot = match self.pop_idle() {
+                Some(slot) => slot,
+                None if self.conns.len() < self.cfg.max_conns => match self.open(now) {
+                    Ok(slot) => slot,
+                    Err(kind) => {
+                        self.pacer.take();
+                        self.interval.record_send(now - intended, 0);
+                        self.interval.record_error(kind, None);
+                        continue;
+                    }
+                },
+                // Every connection is busy: the request waits in the pacer,
+                // keeping its intended time.
+                None => return None,
+            };
+            self.pacer.take();
+            self.start_request(slot, intended, now);
+        }
+        None
+    }
+
+    fn arm_timer(&mut self, now: Instant) -> io::Result<()> {
+        if let Next::At(t) = self.pacer.next() {
+            let at = self.cfg.start + t;
+            let can_send = !self.idle.is_empty() || self.conns.len() < self.cfg.max_conns;
+            if at > now && can_send {
+                self.timer.arm(at)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn pop_idle(&mut self) -> Option<usize> {
+        while let Some((slot, generation)) = self.idle.pop() {
+            if self.conns.get(slot).is_some_and(|c| {
+                c.generation == generation && c.busy.is_none() && c.connecting_since.is_none()
+            }) {
+                return Some(slot);
+            }
+        }
+        None
+    }
+
+    fn open(&mut self, now: Instant) -> Result<usize, ErrorKind> {
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        let mut conn =
+            Conn::connect(self.cfg.addr, generation, now).map_err(|e| connect_error(&e))?;
+        let entry = self.conns.vacant_entry();
+        self.poll
+            .registry()
+            .register(
+                &mut conn.stream,
+                Token(entry.key()),
+                Interest::READABLE | Interest::WRITABLE,
+            )
+            .map_err(|_| ErrorKind::Connect)?;
+        self.opened += 1;
+        let slot = entry.key();
+        entry.insert(conn);
+        Ok(slot)
+    }
+
+    fn start_request(&mut self, slot: usize, intended: Instant, sent: Instant) {
+        let req = self.next_request;
+        self.next_request = (req + 1) % self.cfg.requests.len();
+        self.busy += 1;
+        let len = self.cfg.requests[req].bytes.len();
+        self.interval
+            .record_send(sent.saturating_duration_since(intended), len as u64);
+        let conn = &mut self.conns[slot];
+        conn.busy = Some(super::conn::InFlight {
+            req,
+            intended,
+            sent,
+            written: 0,
+            bytes_in: 0,
+        });
+        if conn.connecting_since.is_none() {
+            let step = conn.write(&self.cfg.requests);
+            self.settle(slot, step);
+        }
+    }
+
+    fn on_event(&mut self, slot: usize, readable: bool, writable: bool) {
+        let Some(conn) = self.conns.get_mut(slot) else {
+            return;
+        };
+        let generation = conn.generation;
+        if conn.connecting_since.is_some() {
+            let step = match conn.finish_connect() {
+                Ok(false) => return,
+                Ok(true) => conn.write(&self.cfg.requests),
+                Err(kind) => Step::Fail(kind),
+            };
+            self.settle(slot, step);
+        } else if writable {
+            let step = conn.write(&self.cfg.requests);
+            self.settle(slot, step);
+        }
+        if readable {
+            match self.conns.get_mut(slot) {
+                Some(conn) if conn.generation == generation => {
+                    let step = conn.read(&self.cfg.requests, &mut self.scratch);
+                    self.settle(slot, step);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Records what a step finished and decides the connection's fate.
+    fn settle(&mut self, slot: usize, step: Step) {
+        let keep = match step {
+            Step::Wait => return,
+            Step::Drop => false,
+            Step::Complete(done) => {
+                let now = Instant::now();
+                let conn = &mut self.conns[slot];
+                if let Some(f) = conn.finish() {
+                    self.busy -= 1;
+                    self.last_done = now;
+                    self.interval.record_response(
+                        done.status,
+                        now.saturating_duration_since(f.intended),
+                        now.saturating_duration_since(f.sent),
+                        f.bytes_in,
+                    );
+                }
+                done.keep_alive && self.cfg.keepalive
+            }
+            Step::Fail(kind) => {
+                let now = Instant::now();
+                if let Some(f) = self.conns[slot].finish() {
+                    self.busy -= 1;
+                    self.last_done = now;
+                    let timings = (kind == ErrorKind::Timeout).then(|| {
+                        (
+                            now.saturating_duration_since(f.intended),
+                            now.saturating_duration_since(f.sent),
+                        )
+                    });
+                    self.interval.record_error(kind, timings);
+                }
+                false
+            }
+        };
+        if keep {
+            self.idle.push((slot, self.conns[slot].generation));
+        } else {
+            let generation = self.conns[slot].generation;
+            self.idle.retain(|&(s, g)| (s, g) != (slot, generation));
+            // Closing the socket also removes it from the poll: no deregister call.
+            self.conns.remove(slot);
+        }
+    }
+
+    /// Fails requests and connects that have run out of time.
+    fn sweep(&mut self, now: Instant) {
+        let mut expired = std::mem::take(&mut self.expired);
+        expired.extend(self.conns.iter().filter_map(|(slot, c)| {
+            let connect_late = c
+                .connecting_since
+                .is_some_and(|t| now.saturating_duration_since(t) >= self.cfg.connect_timeout);
+            let request_late = c
+                .busy
+                .is_some_and(|f| now.saturating_duration_since(f.sent) >= self.cfg.timeout);
+            (connect_late || request_late).then_some(slot)
+        }));
+        for &slot in &expired {
+            let connecting = self.conns[slot].connecting_since;
+            let kind = if connecting.is_some() {
+                ErrorKind::ConnectTimeout
+            } else {
+                ErrorKind::Timeout
+            };
+            self.settle(slot, Step::Fail(kind));
+        }
+        expired.clear();
+        self.expired = expired;
+    }
+
+    fn cancel_all(&mut self) {
+        let slots: Vec<usize> = self.conns.iter().map(|(slot, _)| slot).collect();
+        for slot in slots {
+            self.settle(slot, Step::Fail(ErrorKind::Canceled));
+        }
+    }
+
+    fn flush(&mut self, shared: &Mutex<Recorder>) {
+        self.total.add(&self.interval);
+        shared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .add(&self.interval);
+        self.interval.clear();
+    }
+}
