@@ -1,0 +1,202 @@
+//! Test support: real HTTP servers on loopback (hyper on a private tokio
+//! runtime) and a runner for the real `hammer` binary with a time limit.
+
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+
+/// Timing-sensitive tests take this lock so they do not share the CPU.
+pub fn exclusive() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What a test server saw.
+#[derive(Default)]
+pub struct Seen {
+    /// Requests handled.
+    pub requests: AtomicU64,
+    /// Connections accepted.
+    pub connections: AtomicU64,
+    /// The last request's method, path, `x-test` header and body.
+    pub last: Mutex<Option<(String, String, String, Vec<u8>)>>,
+    /// Every path requested.
+    pub paths: Mutex<Vec<String>>,
+}
+
+/// How a test server answers.
+#[derive(Clone, Copy)]
+pub enum Behavior {
+    /// 200 at once.
+    Fast,
+    /// Requests arriving in the first 200 ms of each second (since the
+    /// server started) are held until 200 ms.
+    FreezeEachSecond,
+    /// Sleep this long, then 200.
+    Slow(Duration),
+    /// 503 for every request.
+    Unavailable,
+}
+
+/// A running server; dropping it stops it and closes every connection.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub seen: Arc<Seen>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Server {
+    pub fn start(behavior: Behavior) -> Server {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Seen::default());
+        let start = Instant::now();
+        let seen2 = seen.clone();
+        runtime.spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let _ = stream.set_nodelay(true);
+                seen2.connections.fetch_add(1, Ordering::SeqCst);
+                let seen = seen2.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| {
+                        handle(req, behavior, start, seen.clone())
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Server {
+            addr,
+            seen,
+            runtime: Some(runtime),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.seen.requests.load(Ordering::SeqCst)
+    }
+
+    /// Stops the server at once, as if the process died.
+    pub fn kill(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    behavior: Behavior,
+    start: Instant,
+    seen: Arc<Seen>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let method = req.method().to_string();
+    let path = req.uri().path().to_string();
+    let header = req
+        .headers()
+        .get("x-test")
+        .map(|v| v.to_str().unwrap_or_default().to_string())
+        .unwrap_or_default();
+    let body = req.into_body().collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
+    seen.requests.fetch_add(1, Ordering::SeqCst);
+    seen.paths.lock().unwrap().push(path.clone());
+    *seen.last.lock().unwrap() = Some((method, path, header, body));
+    let mut status = 200;
+    match behavior {
+        Behavior::Fast => {}
+        Behavior::FreezeEachSecond => {
+            let phase = Duration::from_nanos((start.elapsed().as_nanos() % 1_000_000_000) as u64);
+            let freeze = Duration::from_millis(200);
+            if phase < freeze {
+                tokio::time::sleep(freeze - phase).await;
+            }
+        }
+        Behavior::Slow(d) => tokio::time::sleep(d).await,
+        Behavior::Unavailable => status = 503,
+    }
+    Ok(Response::builder()
+        .status(status)
+        .body(Full::new(Bytes::from_static(b"ok")))
+        .unwrap())
+}
+
+/// Runs `hammer` with `args`, killing it (and failing) after `limit`.
+pub fn hammer(args: &[&str], limit: Duration) -> Output {
+    let child = Command::new(env!("CARGO_BIN_EXE_hammer"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("hammer binary runs");
+    wait_limited(child, limit)
+}
+
+/// Waits for a child, killing it and failing the test after `limit`.
+pub fn wait_limited(mut child: std::process::Child, limit: Duration) -> Output {
+    let deadline = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("hammer did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Runs hammer with `--format json -q` and parses the result.
+pub fn hammer_json(args: &[&str], limit: Duration) -> serde_json::Value {
+    let mut all = vec!["attack", "--format", "json", "-q"];
+    all.extend_from_slice(args);
+    let out = hammer(&all, limit);
+    assert!(
+        out.status.success(),
+        "hammer failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("stdout is the JSON result")
+}
+
+/// A float field of a JSON value by path, e.g. `f(&v, "latency_ms.p99")`.
+pub fn f(v: &serde_json::Value, path: &str) -> f64 {
+    path.split('.')
+        .fold(v, |v, k| &v[k])
+        .as_f64()
+        .unwrap_or_else(|| panic!("{path} is not a number in {v}"))
+}
+
+pub fn within(actual: f64, expected: f64, tolerance: f64) -> bool {
+    (actual - expected).abs() <= expected * tolerance
+}
