@@ -88,7 +88,9 @@ impl Pacer for Even {
         if self.limit.is_some_and(|n| self.k >= n) {
             return Next::Done;
         }
-        self.plan.time_of(self.k as f64).map_or(Next::Done, Next::At)
+        self.plan
+            .time_of(self.k as f64)
+            .map_or(Next::Done, Next::At)
     }
 
     fn take(&mut self) {
@@ -119,7 +121,8 @@ impl Poisson {
     /// A share of a Poisson run: with `stride` workers each runs a process at
     /// `1/stride` of the rate, whose superposition is the planned process.
     pub fn new(plan: RatePlan, share: Share, limit: Option<u64>, seed: u64) -> Self {
-        let mut rng = SmallRng::seed_from_u64(seed ^ share.first.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut rng =
+            SmallRng::seed_from_u64(seed ^ share.first.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let gap_scale = share.stride as f64;
         let x = exp_gap(&mut rng) * gap_scale;
         Self {
@@ -226,7 +229,13 @@ mod tests {
 
     #[test]
     fn unpaced_counts_down() {
-        let mut p = Unpaced::new(Share { first: 1, stride: 4 }, Some(10));
+        let mut p = Unpaced::new(
+            Share {
+                first: 1,
+                stride: 4,
+            },
+            Some(10),
+        );
         let mut n = 0;
         while p.next() == Next::Now {
             p.take();

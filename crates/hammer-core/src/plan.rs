@@ -104,7 +104,10 @@ impl RatePlan {
                 return Err(PlanError::BadDuration("0s".into()));
             }
         }
-        if segments.iter().all(|s| s.start_rate == 0.0 && s.end_rate == 0.0) {
+        if segments
+            .iter()
+            .all(|s| s.start_rate == 0.0 && s.end_rate == 0.0)
+        {
             return Err(PlanError::BadRate("0".into()));
         }
         Ok(Self { segments })
@@ -269,8 +272,14 @@ mod tests {
 
     #[test]
     fn bad_plans_are_rejected() {
-        assert!(matches!(RatePlan::constant(0.0, None), Err(PlanError::BadRate(_))));
-        assert!(matches!(RatePlan::constant(-5.0, None), Err(PlanError::BadRate(_))));
+        assert!(matches!(
+            RatePlan::constant(0.0, None),
+            Err(PlanError::BadRate(_))
+        ));
+        assert!(matches!(
+            RatePlan::constant(-5.0, None),
+            Err(PlanError::BadRate(_))
+        ));
         assert!(RatePlan::constant(f64::NAN, None).is_err());
         assert!(matches!(
             RatePlan::parse_schedule("50"),

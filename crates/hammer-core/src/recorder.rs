@@ -130,7 +130,13 @@ impl Recorder {
     }
 
     /// A complete response arrived.
-    pub fn record_response(&mut self, status: u16, latency: Duration, service: Duration, bytes: u64) {
+    pub fn record_response(
+        &mut self,
+        status: u16,
+        latency: Duration,
+        service: Duration,
+        bytes: u64,
+    ) {
         self.status[usize::from(status).min(STATUS_SLOTS - 1)] += 1;
         self.bytes_in += bytes;
         self.latency.saturating_record(micros(latency));
@@ -213,7 +219,9 @@ impl Recorder {
 
     /// Counts of every error kind, zeros included.
     pub fn error_counts(&self) -> impl Iterator<Item = (ErrorKind, u64)> + '_ {
-        ErrorKind::ALL.into_iter().map(|k| (k, self.errors[k as usize]))
+        ErrorKind::ALL
+            .into_iter()
+            .map(|k| (k, self.errors[k as usize]))
     }
 
     /// Requests that ended, one way or another.
@@ -254,7 +262,10 @@ mod tests {
         assert_eq!(r.failed(), 3);
         // The refused connection is not a latency sample; the timeout is.
         assert_eq!(r.latency().len(), 3);
-        assert_eq!(r.status_counts().collect::<Vec<_>>(), vec![(200, 1), (503, 1)]);
+        assert_eq!(
+            r.status_counts().collect::<Vec<_>>(),
+            vec![(200, 1), (503, 1)]
+        );
         assert_eq!(r.bytes_in(), 60);
     }
 

@@ -156,7 +156,12 @@ impl RunResult {
         let duration_s = window.as_secs_f64();
         let lag = Percentiles::of(rec.schedule_lag());
         Self {
-            mode: if target_rate.is_some() { "open" } else { "closed" }.into(),
+            mode: if target_rate.is_some() {
+                "open"
+            } else {
+                "closed"
+            }
+            .into(),
             target_rate,
             achieved_rate: if duration_s > 0.0 {
                 rec.sent() as f64 / duration_s
@@ -219,8 +224,16 @@ impl RunResult {
                     .map_err(|_| ResultError::Histogram { field })
             };
             add(&mut lat, &r.histogram, "histogram")?;
-            add(&mut svc, &r.service_time_histogram, "service_time_histogram")?;
-            add(&mut lag, &r.schedule_lag_histogram, "schedule_lag_histogram")?;
+            add(
+                &mut svc,
+                &r.service_time_histogram,
+                "service_time_histogram",
+            )?;
+            add(
+                &mut lag,
+                &r.schedule_lag_histogram,
+                "schedule_lag_histogram",
+            )?;
             for (k, v) in &r.status_codes {
                 *status.entry(k.clone()).or_default() += v;
             }
@@ -288,14 +301,28 @@ mod tests {
     fn json_has_the_contract_fields() {
         let v = serde_json::to_value(result_of(&[1000, 2000, 3000], 3.0)).unwrap();
         for key in [
-            "target_rate", "achieved_rate", "duration_s", "requests", "succeeded", "failed",
-            "status_codes", "errors", "latency_ms", "service_time_ms", "schedule_lag_ms",
-            "bytes_in", "bytes_out", "histogram",
+            "target_rate",
+            "achieved_rate",
+            "duration_s",
+            "requests",
+            "succeeded",
+            "failed",
+            "status_codes",
+            "errors",
+            "latency_ms",
+            "service_time_ms",
+            "schedule_lag_ms",
+            "bytes_in",
+            "bytes_out",
+            "histogram",
         ] {
             assert!(v.get(key).is_some(), "missing {key}");
         }
         for key in ["min", "mean", "p50", "p90", "p99", "p99_9", "max"] {
-            assert!(v["latency_ms"].get(key).is_some(), "missing latency_ms.{key}");
+            assert!(
+                v["latency_ms"].get(key).is_some(),
+                "missing latency_ms.{key}"
+            );
         }
         assert_eq!(v["status_codes"]["200"], 3);
         assert_eq!(v["errors"]["timeout"], 0);

@@ -140,7 +140,10 @@ fn parse_check(text: &str) -> Result<Check, SloError> {
             Some(n) => (n, 0.01),
             None => (limit, 1.0),
         };
-        num.trim().parse::<f64>().map_err(|_| err("bad error rate"))? * scale
+        num.trim()
+            .parse::<f64>()
+            .map_err(|_| err("bad error rate"))?
+            * scale
     } else {
         parse_duration(limit)
             .map_err(|_| err("bad latency limit"))?
@@ -175,7 +178,13 @@ mod tests {
 
     #[test]
     fn rejects_nonsense() {
-        for bad in ["p99>60ms", "p101<1s", "latency<5ms", "p99<fast", "error-rate<lots"] {
+        for bad in [
+            "p99>60ms",
+            "p101<1s",
+            "latency<5ms",
+            "p99<fast",
+            "error-rate<lots",
+        ] {
             assert!(Slo::parse(bad).is_err(), "{bad}");
         }
     }
@@ -185,10 +194,18 @@ mod tests {
         let mut r = Recorder::new();
         for i in 1..=100u64 {
             r.record_send(Duration::ZERO, 1);
-            r.record_response(if i == 100 { 500 } else { 200 }, Duration::from_millis(i), Duration::from_millis(i), 1);
+            r.record_response(
+                if i == 100 { 500 } else { 200 },
+                Duration::from_millis(i),
+                Duration::from_millis(i),
+                1,
+            );
         }
         let run = RunResult::from_recorder(&r, Some(100.0), Duration::from_secs(1));
-        let verdict = Slo::parse("p99<60ms,error-rate<2%").unwrap().evaluate(&run).unwrap();
+        let verdict = Slo::parse("p99<60ms,error-rate<2%")
+            .unwrap()
+            .evaluate(&run)
+            .unwrap();
         assert!(!verdict.passed);
         assert!(!verdict.checks[0].passed);
         assert!((verdict.checks[0].actual - 99.0).abs() < 0.1);

@@ -113,10 +113,17 @@ mod tests {
 
     #[test]
     fn parses_vegeta_format() {
-        let text = "GET http://a/x\nX-A: 1\nX-B:  two words \n\n# comment\nPOST http://a/y\n@body.json\n";
+        let text =
+            "GET http://a/x\nX-A: 1\nX-B:  two words \n\n# comment\nPOST http://a/y\n@body.json\n";
         let t = parse_targets(text).unwrap();
         assert_eq!(t.len(), 2);
-        assert_eq!(t[0].headers, vec![("X-A".into(), "1".into()), ("X-B".into(), "two words".into())]);
+        assert_eq!(
+            t[0].headers,
+            vec![
+                ("X-A".into(), "1".into()),
+                ("X-B".into(), "two words".into())
+            ]
+        );
         assert_eq!(t[1].method, "POST");
         assert_eq!(t[1].body, Some(PathBuf::from("body.json")));
     }

@@ -18,7 +18,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Send HTTP load to a target and measure it (open or closed loop).
-    Attack(AttackArgs),
+    Attack(Box<AttackArgs>),
     /// Merge result files written with -o (e.g. shards of one run) and print the report.
     Report(ReportArgs),
 }

@@ -42,7 +42,9 @@ fn serve(mut stream: TcpStream) -> io::Result<()> {
                 continue;
             }
             _ => {
-                stream.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
+                stream.write_all(
+                    b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                )?;
                 return Ok(());
             }
         };

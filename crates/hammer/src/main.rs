@@ -12,7 +12,7 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let outcome = match cli.command {
-        cli::Command::Attack(args) => cmd::attack::run(args),
+        cli::Command::Attack(args) => cmd::attack::run(*args),
         cli::Command::Report(args) => cmd::report::run(args),
     };
     match outcome {

@@ -22,7 +22,13 @@ fn closed_loop_sends_exactly_n_requests() {
     assert_eq!(v["mode"], "closed");
     // Four connections, plus the one that checks the target before the run:
     // closed loop never opens more.
-    assert!(server.seen.connections.load(std::sync::atomic::Ordering::SeqCst) <= 4 + PREFLIGHT);
+    assert!(
+        server
+            .seen
+            .connections
+            .load(std::sync::atomic::Ordering::SeqCst)
+            <= 4 + PREFLIGHT
+    );
 }
 
 /// The server holds every request that arrives in the first 200 ms of each
@@ -35,8 +41,14 @@ fn open_loop_latency_matches_the_analytic_freeze() {
     let v = hammer_json(&["-r", "500", "-d", "10s", &server.url("/")], LIMIT);
     let (p90, p99) = (f(&v, "latency_ms.p90"), f(&v, "latency_ms.p99"));
     eprintln!("freeze, open loop: latency p90 {p90} ms, p99 {p99} ms");
-    assert!(within(p90, 100.0, 0.05), "p90 {p90} ms, expected 100 ms ±5%");
-    assert!(within(p99, 190.0, 0.05), "p99 {p99} ms, expected 190 ms ±5%");
+    assert!(
+        within(p90, 100.0, 0.05),
+        "p90 {p90} ms, expected 100 ms ±5%"
+    );
+    assert!(
+        within(p99, 190.0, 0.05),
+        "p99 {p99} ms, expected 190 ms ±5%"
+    );
     assert_eq!(v["requests"], 5000);
     assert_eq!(v["failed"], 0);
 }
@@ -49,15 +61,31 @@ fn open_loop_latency_matches_the_analytic_freeze() {
 fn capped_connections_expose_coordinated_omission() {
     let _cpu = exclusive();
     let server = Server::start(Behavior::FreezeEachSecond);
-    let v = hammer_json(&["-r", "500", "-d", "10s", "-c", "4", &server.url("/")], LIMIT);
+    let v = hammer_json(
+        &["-r", "500", "-d", "10s", "-c", "4", &server.url("/")],
+        LIMIT,
+    );
     let (p90, p99) = (f(&v, "latency_ms.p90"), f(&v, "latency_ms.p99"));
-    assert!(within(p90, 100.0, 0.05), "p90 {p90} ms, expected 100 ms ±5%");
-    assert!(within(p99, 190.0, 0.05), "p99 {p99} ms, expected 190 ms ±5%");
+    assert!(
+        within(p90, 100.0, 0.05),
+        "p90 {p90} ms, expected 100 ms ±5%"
+    );
+    assert!(
+        within(p99, 190.0, 0.05),
+        "p99 {p99} ms, expected 190 ms ±5%"
+    );
     let service_p99 = f(&v, "service_time_ms.p99");
     eprintln!("freeze, -c 4: latency p90 {p90} ms, p99 {p99} ms, service p99 {service_p99} ms");
-    assert!(service_p99 < 19.0, "service p99 {service_p99} ms should be far below 190 ms");
+    assert!(
+        service_p99 < 19.0,
+        "service p99 {service_p99} ms should be far below 190 ms"
+    );
     // The generator waited for connections: its schedule lag shows it.
-    assert!(f(&v, "schedule_lag_ms.p90") > 50.0, "{}", v["schedule_lag_ms"]);
+    assert!(
+        f(&v, "schedule_lag_ms.p90") > 50.0,
+        "{}",
+        v["schedule_lag_ms"]
+    );
 }
 
 #[test]
@@ -79,7 +107,9 @@ fn a_server_that_dies_mid_run_gives_a_report_with_errors() {
     let mut server = Server::start(Behavior::Fast);
     let url = server.url("/");
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_hammer"))
-        .args(["attack", "-r", "200", "-d", "3s", "--format", "json", "-q", &url])
+        .args([
+            "attack", "-r", "200", "-d", "3s", "--format", "json", "-q", &url,
+        ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -87,7 +117,11 @@ fn a_server_that_dies_mid_run_gives_a_report_with_errors() {
     std::thread::sleep(Duration::from_millis(1000));
     server.kill();
     let out = support::wait_limited(child, LIMIT);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let refused = v["errors"]["refused"].as_u64().unwrap();
     assert!(v["succeeded"].as_u64().unwrap() > 100, "{v}");
@@ -102,11 +136,31 @@ fn method_headers_and_body_reach_the_server() {
     let body = dir.path().join("body.json");
     std::fs::write(&body, br#"{"age": 300}"#).unwrap();
     hammer_json(
-        &["-n", "3", "-c", "1", "-m", "POST", "-H", "X-Test: yes", "-b", body.to_str().unwrap(), &server.url("/find")],
+        &[
+            "-n",
+            "3",
+            "-c",
+            "1",
+            "-m",
+            "POST",
+            "-H",
+            "X-Test: yes",
+            "-b",
+            body.to_str().unwrap(),
+            &server.url("/find"),
+        ],
         LIMIT,
     );
     let last = server.seen.last.lock().unwrap().clone().unwrap();
-    assert_eq!(last, ("POST".into(), "/find".into(), "yes".into(), br#"{"age": 300}"#.to_vec()));
+    assert_eq!(
+        last,
+        (
+            "POST".into(),
+            "/find".into(),
+            "yes".into(),
+            br#"{"age": 300}"#.to_vec()
+        )
+    );
 }
 
 #[test]
@@ -114,9 +168,25 @@ fn targets_file_is_sent_round_robin() {
     let server = Server::start(Behavior::Fast);
     let dir = tempfile::tempdir().unwrap();
     let targets = dir.path().join("targets.txt");
-    let text = format!("GET {}\nX-Test: a\n\nGET {}\n", server.url("/a"), server.url("/b"));
+    let text = format!(
+        "GET {}\nX-Test: a\n\nGET {}\n",
+        server.url("/a"),
+        server.url("/b")
+    );
     std::fs::write(&targets, text).unwrap();
-    hammer_json(&["--targets", targets.to_str().unwrap(), "-n", "10", "-c", "1", "-w", "1"], LIMIT);
+    hammer_json(
+        &[
+            "--targets",
+            targets.to_str().unwrap(),
+            "-n",
+            "10",
+            "-c",
+            "1",
+            "-w",
+            "1",
+        ],
+        LIMIT,
+    );
     let paths = server.seen.paths.lock().unwrap().clone();
     assert_eq!(paths.iter().filter(|p| *p == "/a").count(), 5);
     assert_eq!(paths.iter().filter(|p| *p == "/b").count(), 5);
@@ -125,15 +195,34 @@ fn targets_file_is_sent_round_robin() {
 #[test]
 fn disable_keepalive_opens_a_connection_per_request() {
     let server = Server::start(Behavior::Fast);
-    let v = hammer_json(&["-n", "50", "-c", "2", "--disable-keepalive", &server.url("/")], LIMIT);
+    let v = hammer_json(
+        &[
+            "-n",
+            "50",
+            "-c",
+            "2",
+            "--disable-keepalive",
+            &server.url("/"),
+        ],
+        LIMIT,
+    );
     assert_eq!(v["succeeded"], 50);
-    assert_eq!(server.seen.connections.load(std::sync::atomic::Ordering::SeqCst), 50 + PREFLIGHT);
+    assert_eq!(
+        server
+            .seen
+            .connections
+            .load(std::sync::atomic::Ordering::SeqCst),
+        50 + PREFLIGHT
+    );
 }
 
 #[test]
 fn timeouts_are_counted_with_their_latency() {
     let server = Server::start(Behavior::Slow(Duration::from_secs(3)));
-    let v = hammer_json(&["-n", "4", "-c", "4", "--timeout", "300ms", &server.url("/")], LIMIT);
+    let v = hammer_json(
+        &["-n", "4", "-c", "4", "--timeout", "300ms", &server.url("/")],
+        LIMIT,
+    );
     assert_eq!(v["errors"]["timeout"], 4);
     assert_eq!(v["failed"], 4);
     let p50 = f(&v, "latency_ms.p50");
@@ -144,7 +233,17 @@ fn timeouts_are_counted_with_their_latency() {
 fn slo_violation_exits_3_and_status_codes_are_counted() {
     let server = Server::start(Behavior::Unavailable);
     let out = hammer(
-        &["attack", "-q", "-n", "20", "-c", "2", "--slo", "p99<60ms,error-rate<1%", &server.url("/")],
+        &[
+            "attack",
+            "-q",
+            "-n",
+            "20",
+            "-c",
+            "2",
+            "--slo",
+            "p99<60ms,error-rate<1%",
+            &server.url("/"),
+        ],
         LIMIT,
     );
     assert_eq!(out.status.code(), Some(3));
@@ -157,13 +256,38 @@ fn slo_violation_exits_3_and_status_codes_are_counted() {
 fn shards_merge_into_the_whole_run() {
     let server = Server::start(Behavior::Fast);
     let dir = tempfile::tempdir().unwrap();
-    let files: Vec<String> = (0..2).map(|i| dir.path().join(format!("s{i}.json")).to_str().unwrap().to_string()).collect();
+    let files: Vec<String> = (0..2)
+        .map(|i| {
+            dir.path()
+                .join(format!("s{i}.json"))
+                .to_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
     for (i, file) in files.iter().enumerate() {
         let shard = format!("{i}/2");
-        hammer_json(&["-r", "400", "-n", "401", "--shard", &shard, "-o", file, &server.url("/")], LIMIT);
+        hammer_json(
+            &[
+                "-r",
+                "400",
+                "-n",
+                "401",
+                "--shard",
+                &shard,
+                "-o",
+                file,
+                &server.url("/"),
+            ],
+            LIMIT,
+        );
     }
     let out = hammer(&["report", "--format", "json", &files[0], &files[1]], LIMIT);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let merged: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(merged["requests"], 401);
     assert_eq!(server.requests(), 401);
@@ -177,12 +301,31 @@ fn hdr_log_has_one_histogram_per_second() {
     let server = Server::start(Behavior::Fast);
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("run.hlog");
-    hammer_json(&["-r", "100", "-d", "3s", "--hdr-log", log.to_str().unwrap(), &server.url("/")], LIMIT);
+    hammer_json(
+        &[
+            "-r",
+            "100",
+            "-d",
+            "3s",
+            "--hdr-log",
+            log.to_str().unwrap(),
+            &server.url("/"),
+        ],
+        LIMIT,
+    );
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("#[StartTime:"), "{text}");
-    let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('#') && !l.starts_with('"')).collect();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.starts_with('"'))
+        .collect();
     assert!((3..=5).contains(&lines.len()), "{text}");
-    assert!(lines.iter().all(|l| l.split(',').count() == 4 && l.contains("HISTF")), "{text}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.split(',').count() == 4 && l.contains("HISTF")),
+        "{text}"
+    );
 }
 
 #[test]
@@ -191,7 +334,17 @@ fn ctrl_c_stops_reports_and_exits_130() {
     let dir = tempfile::tempdir().unwrap();
     let out_file = dir.path().join("run.json");
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_hammer"))
-        .args(["attack", "-q", "-r", "200", "-d", "60s", "-o", out_file.to_str().unwrap(), &server.url("/")])
+        .args([
+            "attack",
+            "-q",
+            "-r",
+            "200",
+            "-d",
+            "60s",
+            "-o",
+            out_file.to_str().unwrap(),
+            &server.url("/"),
+        ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -202,7 +355,8 @@ fn ctrl_c_stops_reports_and_exits_130() {
     let out = support::wait_limited(child, Duration::from_secs(10));
     assert_eq!(out.status.code(), Some(130));
     assert!(String::from_utf8_lossy(&out.stdout).contains("Requests"));
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out_file).unwrap()).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out_file).unwrap()).unwrap();
     let n = v["requests"].as_u64().unwrap();
     assert!((200..=400).contains(&n), "{n} requests in 1.5 s at 200/s");
 }
@@ -234,9 +388,27 @@ fn help_explains_every_flag_with_examples() {
     let out = hammer(&["attack", "--help"], LIMIT);
     let help = String::from_utf8_lossy(&out.stdout);
     for flag in [
-        "--rate", "--connections", "--requests", "--duration", "--schedule", "--ramp", "--arrivals",
-        "--method", "--header", "--body", "--targets", "--timeout", "--connect-timeout",
-        "--disable-keepalive", "--output", "--hdr-log", "--format", "--slo", "--shard", "--start-at", "--quiet",
+        "--rate",
+        "--connections",
+        "--requests",
+        "--duration",
+        "--schedule",
+        "--ramp",
+        "--arrivals",
+        "--method",
+        "--header",
+        "--body",
+        "--targets",
+        "--timeout",
+        "--connect-timeout",
+        "--disable-keepalive",
+        "--output",
+        "--hdr-log",
+        "--format",
+        "--slo",
+        "--shard",
+        "--start-at",
+        "--quiet",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}");
     }

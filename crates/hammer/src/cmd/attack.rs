@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
-use hammer::engine::request::{parse_url, prepare};
+use hammer::engine::request::{parse_url, prepare, Loaded};
 use hammer::engine::{Config, Mode, Outcome, Run};
 use hammer::limits;
 use hammer::report::progress::{Goal, Progress};
@@ -64,7 +64,8 @@ pub fn run(args: AttackArgs) -> Result<Exit> {
     let outcome = watch(run, &mut progress, args.hdr_log.as_deref())?;
     progress.finish();
 
-    let mut result = RunResult::from_recorder(&outcome.recorder, attack.target_rate, outcome.window);
+    let mut result =
+        RunResult::from_recorder(&outcome.recorder, attack.target_rate, outcome.window);
     if let Some(slo) = &attack.slo {
         result.slo = Some(slo.evaluate(&result)?);
     }
@@ -74,8 +75,7 @@ pub fn run(args: AttackArgs) -> Result<Exit> {
     }
     if let Some(path) = &args.output {
         let json = serde_json::to_string_pretty(&result)?;
-        std::fs::write(path, json + "\n")
-            .with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(path, json + "\n").with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(if interrupted.load(Ordering::SeqCst) {
         Exit::Interrupted
@@ -136,7 +136,9 @@ fn watch(run: Run, progress: &mut Progress, hdr_log: Option<&Path>) -> Result<Ou
 
 fn resolve(args: &AttackArgs, max_conns: Option<u64>) -> Result<Attack> {
     if args.http2 {
-        return Err(bad_input("--http2 is not built yet: hammer speaks HTTP/1.1 for now"));
+        return Err(bad_input(
+            "--http2 is not built yet: hammer speaks HTTP/1.1 for now",
+        ));
     }
     if args.requests == Some(0) {
         return Err(bad_input("-n/--requests must be at least 1"));
@@ -156,9 +158,9 @@ fn resolve(args: &AttackArgs, max_conns: Option<u64>) -> Result<Attack> {
         (Mode::Closed, d, _) => d,
     };
     let connections = connections(args, open, shard, max_conns)?;
-    let workers = args.workers.unwrap_or_else(|| {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    });
+    let workers = args
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let target_rate = match &mode {
         Mode::Open { plan, .. } => Some(plan.mean_rate() / shard.stride as f64),
         Mode::Closed => None,
@@ -175,7 +177,14 @@ fn resolve(args: &AttackArgs, max_conns: Option<u64>) -> Result<Attack> {
         (Some(d), None) => Goal::Time(d),
         (None, None) => Goal::Open,
     };
-    let title = title(&targets[0].0, demo, &mode, total, args.requests, connections);
+    let title = title(
+        &targets[0].target,
+        demo,
+        &mode,
+        total,
+        args.requests,
+        connections,
+    );
     Ok(Attack {
         config: Config {
             addr: origin.addr,
@@ -198,19 +207,23 @@ fn resolve(args: &AttackArgs, max_conns: Option<u64>) -> Result<Attack> {
 }
 
 /// The targets to attack, with their bodies, and whether it is the demo target.
-fn load_targets(args: &AttackArgs) -> Result<(Vec<(Target, Vec<u8>)>, bool)> {
+fn load_targets(args: &AttackArgs) -> Result<(Vec<Loaded>, bool)> {
     let headers = args
         .headers
         .iter()
-        .map(|h| parse_header(h).ok_or_else(|| bad_input(format!("bad header {h:?}: use 'Name: value'"))))
+        .map(|h| {
+            parse_header(h).ok_or_else(|| bad_input(format!("bad header {h:?}: use 'Name: value'")))
+        })
         .collect::<Result<Vec<_>>>()?;
     let read = |p: &Path| {
-        std::fs::read(p).map_err(|e| bad_input(format!("cannot read body file {}: {e}", p.display())))
+        std::fs::read(p)
+            .map_err(|e| bad_input(format!("cannot read body file {}: {e}", p.display())))
     };
     if let Some(path) = &args.targets {
         let text = std::fs::read_to_string(path)
             .map_err(|e| bad_input(format!("cannot read targets file {}: {e}", path.display())))?;
-        let parsed = parse_targets(&text).map_err(|e| bad_input(format!("{}: {e}", path.display())))?;
+        let parsed =
+            parse_targets(&text).map_err(|e| bad_input(format!("{}: {e}", path.display())))?;
         let mut out = Vec::with_capacity(parsed.len());
         for mut t in parsed {
             t.headers.extend(headers.iter().cloned());
@@ -218,7 +231,7 @@ fn load_targets(args: &AttackArgs) -> Result<(Vec<(Target, Vec<u8>)>, bool)> {
                 Some(p) => read(p)?,
                 None => Vec::new(),
             };
-            out.push((t, body));
+            out.push(Loaded { target: t, body });
         }
         return Ok((out, false));
     }
@@ -230,14 +243,19 @@ fn load_targets(args: &AttackArgs) -> Result<(Vec<(Target, Vec<u8>)>, bool)> {
         }
     };
     parse_url(&url).map_err(|e| bad_input(e.to_string()))?;
-    let body = args.body.as_deref().map(read).transpose()?.unwrap_or_default();
+    let body = args
+        .body
+        .as_deref()
+        .map(read)
+        .transpose()?
+        .unwrap_or_default();
     let target = Target {
         method: args.method.clone(),
         url,
         headers,
         body: args.body.clone(),
     };
-    Ok((vec![(target, body)], demo))
+    Ok((vec![Loaded { target, body }], demo))
 }
 
 fn mode_of(args: &AttackArgs) -> Result<(Mode, Option<Duration>)> {
@@ -285,26 +303,46 @@ fn connections(args: &AttackArgs, open: bool, shard: Share, max: Option<u64>) ->
     // A shard of a closed-loop run drives its share of the connections.
     let share = shard.count_of(wanted as u64) as usize;
     if share == 0 {
-        return Err(bad_input(format!("-c {wanted} is too few connections for {} shards", shard.stride)));
+        return Err(bad_input(format!(
+            "-c {wanted} is too few connections for {} shards",
+            shard.stride
+        )));
     }
     Ok(share)
 }
 
 fn parse_shard(text: Option<&str>) -> Result<Share> {
-    let Some(text) = text else { return Ok(Share::ALL) };
-    let bad = || bad_input(format!("bad --shard {text:?}: use I/N with 0 <= I < N, e.g. 0/4"));
+    let Some(text) = text else {
+        return Ok(Share::ALL);
+    };
+    let bad = || {
+        bad_input(format!(
+            "bad --shard {text:?}: use I/N with 0 <= I < N, e.g. 0/4"
+        ))
+    };
     let (i, n) = text.split_once('/').ok_or_else(bad)?;
-    let (i, n): (u64, u64) = (i.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
+    let (i, n): (u64, u64) = (
+        i.trim().parse().map_err(|_| bad())?,
+        n.trim().parse().map_err(|_| bad())?,
+    );
     if n == 0 || i >= n {
         return Err(bad());
     }
-    Ok(Share { first: i, stride: n })
+    Ok(Share {
+        first: i,
+        stride: n,
+    })
 }
 
 fn preflight(cfg: &Config) -> Result<()> {
     TcpStream::connect_timeout(&cfg.addr, cfg.connect_timeout)
         .map(drop)
-        .map_err(|e| bad_input(format!("cannot connect to {}: {e} (is the service running?)", cfg.addr)))
+        .map_err(|e| {
+            bad_input(format!(
+                "cannot connect to {}: {e} (is the service running?)",
+                cfg.addr
+            ))
+        })
 }
 
 fn wait_for_start(start_at: Option<f64>) -> Result<()> {
@@ -341,9 +379,16 @@ fn title(
         Mode::Open { plan, poisson, .. } => format!(
             "open loop, {:.1} req/s mean ({}), {bound}",
             plan.mean_rate(),
-            if *poisson { "Poisson arrivals" } else { "evenly spaced" }
+            if *poisson {
+                "Poisson arrivals"
+            } else {
+                "evenly spaced"
+            }
         ),
         Mode::Closed => format!("closed loop, {connections} connections, {bound}"),
     };
-    format!("hammer attack {} {}{what}\n  {how}", target.method, target.url)
+    format!(
+        "hammer attack {} {}{what}\n  {how}",
+        target.method, target.url
+    )
 }

@@ -22,7 +22,10 @@ pub fn run(args: ReportArgs) -> Result<Exit> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| bad_input(format!("cannot read {}: {e}", path.display())))?;
         let result: RunResult = serde_json::from_str(&text).map_err(|e| {
-            bad_input(format!("{} is not a hammer result file: {e}", path.display()))
+            bad_input(format!(
+                "{} is not a hammer result file: {e}",
+                path.display()
+            ))
         })?;
         results.push(result);
     }

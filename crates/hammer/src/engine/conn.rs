@@ -100,7 +100,9 @@ impl Conn {
 
     /// Writes as much of the request as the socket takes.
     pub fn write(&mut self, requests: &[Prepared]) -> Step {
-        let Some(f) = &mut self.busy else { return Step::Wait };
+        let Some(f) = &mut self.busy else {
+            return Step::Wait;
+        };
         let bytes = &requests[f.req].bytes;
         while f.written < bytes.len() {
             match self.stream.write(&bytes[f.written..]) {

@@ -133,11 +133,19 @@ impl Run {
                 .spawn(move || {
                     let shared = &intervals[i];
                     match mode {
-                        Mode::Closed => worker::run(wcfg, Unpaced::new(share, limit), shared, &stop),
-                        Mode::Open { plan, poisson: false, .. } => {
-                            worker::run(wcfg, Even::new(plan, share, limit), shared, &stop)
+                        Mode::Closed => {
+                            worker::run(wcfg, Unpaced::new(share, limit), shared, &stop)
                         }
-                        Mode::Open { plan, poisson: true, seed } => {
+                        Mode::Open {
+                            plan,
+                            poisson: false,
+                            ..
+                        } => worker::run(wcfg, Even::new(plan, share, limit), shared, &stop),
+                        Mode::Open {
+                            plan,
+                            poisson: true,
+                            seed,
+                        } => {
                             let pacer = Poisson::new(plan, share, limit, seed);
                             worker::run(wcfg, pacer, shared, &stop)
                         }

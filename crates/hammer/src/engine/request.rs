@@ -39,6 +39,15 @@ pub enum RequestError {
     Header(String),
 }
 
+/// A target with its body read into memory.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// Method, URL and headers.
+    pub target: Target,
+    /// The body bytes (empty for none).
+    pub body: Vec<u8>,
+}
+
 /// A request ready to write, with its target's body.
 #[derive(Debug, Clone)]
 pub struct Prepared {
@@ -86,12 +95,12 @@ pub fn parse_url(text: &str) -> Result<(Url, String), RequestError> {
 
 /// Builds the bytes of every target and resolves their common origin.
 pub fn prepare(
-    targets: &[(Target, Vec<u8>)],
+    targets: &[Loaded],
     keepalive: bool,
 ) -> Result<(Origin, Vec<Prepared>), RequestError> {
     let mut origin: Option<(String, Url)> = None;
     let mut prepared = Vec::with_capacity(targets.len());
-    for (target, body) in targets {
+    for Loaded { target, body } in targets {
         let (url, display) = parse_url(&target.url)?;
         match &origin {
             Some((first, _)) if *first != display => {
@@ -119,7 +128,12 @@ pub fn prepare(
     Ok((Origin { addr, display }, prepared))
 }
 
-fn build(target: &Target, url: &Url, body: &[u8], keepalive: bool) -> Result<Prepared, RequestError> {
+fn build(
+    target: &Target,
+    url: &Url,
+    body: &[u8],
+    keepalive: bool,
+) -> Result<Prepared, RequestError> {
     let method = target.method.to_ascii_uppercase();
     if !valid_token(&method) {
         return Err(RequestError::Method(target.method.clone()));
@@ -130,7 +144,12 @@ fn build(target: &Target, url: &Url, body: &[u8], keepalive: bool) -> Result<Pre
         path.push_str(q);
     }
     let mut head = format!("{method} {path} HTTP/1.1\r\n");
-    let has = |name: &str| target.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
+    let has = |name: &str| {
+        target
+            .headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case(name))
+    };
     if !has("host") {
         let host = url.host_str().unwrap_or_default();
         match url.port() {
@@ -139,7 +158,11 @@ fn build(target: &Target, url: &Url, body: &[u8], keepalive: bool) -> Result<Pre
         }
     }
     if !has("user-agent") {
-        head.push_str(concat!("User-Agent: hammer/", env!("CARGO_PKG_VERSION"), "\r\n"));
+        head.push_str(concat!(
+            "User-Agent: hammer/",
+            env!("CARGO_PKG_VERSION"),
+            "\r\n"
+        ));
     }
     for (name, value) in &target.headers {
         if !valid_token(name) || !valid_value(value) {
@@ -171,33 +194,60 @@ mod tests {
         Target {
             method: method.into(),
             url: url.into(),
-            headers: headers.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
+            headers: headers
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
             body: None,
         }
     }
 
     #[test]
     fn builds_a_post_with_body_and_headers() {
-        let t = target("POST", "http://127.0.0.1:8080/find?x=1", &[("Content-Type", "application/json")]);
-        let (origin, reqs) = prepare(&[(t, b"{\"age\":1}".to_vec())], false).unwrap();
+        let t = target(
+            "POST",
+            "http://127.0.0.1:8080/find?x=1",
+            &[("Content-Type", "application/json")],
+        );
+        let loaded = Loaded {
+            target: t,
+            body: b"{\"age\":1}".to_vec(),
+        };
+        let (origin, reqs) = prepare(&[loaded], false).unwrap();
         assert_eq!(origin.display, "http://127.0.0.1:8080");
         let text = String::from_utf8(reqs[0].bytes.to_vec()).unwrap();
-        assert!(text.starts_with("POST /find?x=1 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n"), "{text}");
+        assert!(
+            text.starts_with("POST /find?x=1 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n"),
+            "{text}"
+        );
         assert!(text.contains("Content-Type: application/json\r\nContent-Length: 9\r\nConnection: close\r\n\r\n{\"age\":1}"));
     }
 
     #[test]
     fn rejects_what_cannot_be_sent() {
-        let bad = |url: &str| prepare(&[(target("GET", url, &[]), vec![])], true).unwrap_err();
+        let load = |t: Target| Loaded {
+            target: t,
+            body: vec![],
+        };
+        let bad = |url: &str| prepare(&[load(target("GET", url, &[]))], true).unwrap_err();
         assert!(matches!(bad("not a url"), RequestError::BadUrl { .. }));
         assert!(matches!(bad("ftp://127.0.0.1/"), RequestError::Scheme(..)));
-        assert!(matches!(bad("https://127.0.0.1/"), RequestError::Scheme(..)));
+        assert!(matches!(
+            bad("https://127.0.0.1/"),
+            RequestError::Scheme(..)
+        ));
         let mixed = [
-            (target("GET", "http://127.0.0.1:1/", &[]), vec![]),
-            (target("GET", "http://127.0.0.1:2/", &[]), vec![]),
+            load(target("GET", "http://127.0.0.1:1/", &[])),
+            load(target("GET", "http://127.0.0.1:2/", &[])),
         ];
-        assert!(matches!(prepare(&mixed, true), Err(RequestError::MixedOrigins(..))));
+        assert!(matches!(
+            prepare(&mixed, true),
+            Err(RequestError::MixedOrigins(..))
+        ));
         let t = target("GET", "http://127.0.0.1/", &[("X", "a\r\nb")]);
-        assert!(matches!(prepare(&[(t, vec![])], true), Err(RequestError::Header(_))));
+        assert!(matches!(
+            prepare(&[load(t)], true),
+            Err(RequestError::Header(_))
+        ));
     }
 }

@@ -99,7 +99,11 @@ fn parse_head(bytes: &[u8], head_request: bool) -> Result<Option<Head>, BadRespo
     for h in res.headers.iter() {
         if h.name.eq_ignore_ascii_case("content-length") {
             let text = std::str::from_utf8(h.value).map_err(|_| BadResponse::ContentLength)?;
-            length = Some(text.trim().parse::<u64>().map_err(|_| BadResponse::ContentLength)?);
+            length = Some(
+                text.trim()
+                    .parse::<u64>()
+                    .map_err(|_| BadResponse::ContentLength)?,
+            );
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
             chunked = h.value.eq_ignore_ascii_case(b"chunked")
                 || h.value.to_ascii_lowercase().ends_with(b"chunked");
@@ -202,7 +206,9 @@ impl ResponseReader {
                     let take = usize::from(left).min(data.len());
                     data = &data[take..];
                     if take < usize::from(left) {
-                        self.state = State::ChunkCrlf { left: left - take as u8 };
+                        self.state = State::ChunkCrlf {
+                            left: left - take as u8,
+                        };
                         return Ok(Feed::More);
                     }
                     self.state = State::ChunkSize;
@@ -268,7 +274,6 @@ impl ResponseReader {
         self.keep_alive = head.keep_alive;
         self.state = head.body;
     }
-
 }
 
 #[cfg(test)]
@@ -284,7 +289,10 @@ mod tests {
         Ok(last)
     }
 
-    const OK: Feed = Feed::Done(Done { status: 200, keep_alive: true });
+    const OK: Feed = Feed::Done(Done {
+        status: 200,
+        keep_alive: true,
+    });
 
     #[test]
     fn content_length_in_one_piece_and_byte_by_byte() {
@@ -310,18 +318,41 @@ mod tests {
     #[test]
     fn close_delimited_and_connection_close() {
         let mut r = ResponseReader::default();
-        assert_eq!(r.feed(b"HTTP/1.0 200 OK\r\n\r\nbody", false).unwrap(), Feed::More);
-        assert_eq!(r.eof(), Some(Done { status: 200, keep_alive: false }));
+        assert_eq!(
+            r.feed(b"HTTP/1.0 200 OK\r\n\r\nbody", false).unwrap(),
+            Feed::More
+        );
+        assert_eq!(
+            r.eof(),
+            Some(Done {
+                status: 200,
+                keep_alive: false
+            })
+        );
         let f = read_all(&[b"HTTP/1.1 503 X\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"]);
-        assert_eq!(f.unwrap(), Feed::Done(Done { status: 503, keep_alive: false }));
+        assert_eq!(
+            f.unwrap(),
+            Feed::Done(Done {
+                status: 503,
+                keep_alive: false
+            })
+        );
     }
 
     #[test]
     fn interim_and_bodiless_responses() {
         let f = read_all(&[b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n"]);
-        assert_eq!(f.unwrap(), Feed::Done(Done { status: 204, keep_alive: true }));
+        assert_eq!(
+            f.unwrap(),
+            Feed::Done(Done {
+                status: 204,
+                keep_alive: true
+            })
+        );
         let mut r = ResponseReader::default();
-        let f = r.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n", true).unwrap();
+        let f = r
+            .feed(b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n", true)
+            .unwrap();
         assert_eq!(f, OK);
     }
 
@@ -338,10 +369,20 @@ mod tests {
     #[test]
     fn reset_reads_the_next_response() {
         let mut r = ResponseReader::default();
-        assert_eq!(r.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx", false).unwrap(), OK);
+        assert_eq!(
+            r.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx", false)
+                .unwrap(),
+            OK
+        );
         r.reset();
         assert!(!r.started());
-        assert_eq!(r.feed(b"HTTP/1.1 404 N\r\nContent-Length: 0\r\n\r\n", false).unwrap(),
-            Feed::Done(Done { status: 404, keep_alive: true }));
+        assert_eq!(
+            r.feed(b"HTTP/1.1 404 N\r\nContent-Length: 0\r\n\r\n", false)
+                .unwrap(),
+            Feed::Done(Done {
+                status: 404,
+                keep_alive: true
+            })
+        );
     }
 }

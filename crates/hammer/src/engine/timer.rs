@@ -36,7 +36,10 @@ impl PreciseTimer {
             TimerfdFlags::NONBLOCK | TimerfdFlags::CLOEXEC,
         )?;
         registry.register(&mut SourceFd(&fd.as_raw_fd()), token, Interest::READABLE)?;
-        let base = (Instant::now(), to_duration(clock_gettime(ClockId::Monotonic)));
+        let base = (
+            Instant::now(),
+            to_duration(clock_gettime(ClockId::Monotonic)),
+        );
         Ok(Self {
             fd,
             base,
@@ -51,7 +54,10 @@ impl PreciseTimer {
         }
         let mono = self.base.1 + at.saturating_duration_since(self.base.0);
         let spec = Itimerspec {
-            it_interval: Timespec { tv_sec: 0, tv_nsec: 0 },
+            it_interval: Timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
             it_value: Timespec {
                 tv_sec: mono.as_secs() as i64,
                 tv_nsec: i64::from(mono.subsec_nanos()).max(1),

@@ -179,7 +179,10 @@ impl<P: Pacer> Worker<P> {
                 }
                 self.arm_timer(now)?;
             }
-            match self.poll.poll(&mut events, Some(wake.saturating_duration_since(now))) {
+            match self
+                .poll
+                .poll(&mut events, Some(wake.saturating_duration_since(now)))
+            {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),

@@ -156,11 +156,22 @@ mod tests {
         assert!(text.contains("achieved 100.0/s (target 100.0/s)"), "{text}");
         assert!(text.contains("200 ×990"));
         assert!(text.contains("503 ×10"));
-        let bars: Vec<&str> = text.lines().filter(|l| l.trim_start().starts_with('≤')).collect();
+        let bars: Vec<&str> = text
+            .lines()
+            .filter(|l| l.trim_start().starts_with('≤'))
+            .collect();
         assert!(bars.len() >= 4, "{text}");
         let total: f64 = bars
             .iter()
-            .map(|l| l.trim_end().rsplit(' ').next().unwrap().trim_end_matches('%').parse::<f64>().unwrap())
+            .map(|l| {
+                l.trim_end()
+                    .rsplit(' ')
+                    .next()
+                    .unwrap()
+                    .trim_end_matches('%')
+                    .parse::<f64>()
+                    .unwrap()
+            })
             .sum();
         assert!((total - 100.0).abs() < 0.1, "bars add up to {total}");
     }

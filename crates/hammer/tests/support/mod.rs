@@ -21,6 +21,9 @@ pub fn exclusive() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Method, path, `x-test` header and body of a request.
+pub type LastRequest = (String, String, String, Vec<u8>);
+
 /// What a test server saw.
 #[derive(Default)]
 pub struct Seen {
@@ -29,7 +32,7 @@ pub struct Seen {
     /// Connections accepted.
     pub connections: AtomicU64,
     /// The last request's method, path, `x-test` header and body.
-    pub last: Mutex<Option<(String, String, String, Vec<u8>)>>,
+    pub last: Mutex<Option<LastRequest>>,
     /// Every path requested.
     pub paths: Mutex<Vec<String>>,
 }
@@ -71,7 +74,9 @@ impl Server {
         let seen2 = seen.clone();
         runtime.spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 seen2.connections.fetch_add(1, Ordering::SeqCst);
                 let seen = seen2.clone();
@@ -127,7 +132,12 @@ async fn handle(
         .get("x-test")
         .map(|v| v.to_str().unwrap_or_default().to_string())
         .unwrap_or_default();
-    let body = req.into_body().collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes().to_vec())
+        .unwrap_or_default();
     seen.requests.fetch_add(1, Ordering::SeqCst);
     seen.paths.lock().unwrap().push(path.clone());
     *seen.last.lock().unwrap() = Some((method, path, header, body));
