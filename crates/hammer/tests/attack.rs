@@ -414,3 +414,20 @@ fn help_explains_every_flag_with_examples() {
     }
     assert!(help.contains("Examples:"));
 }
+
+/// Regression: `hammer attack ... | head -1` panicked on the closed pipe.
+#[test]
+fn a_closed_stdout_is_not_a_panic() {
+    let server = Server::start(Behavior::Fast);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hammer"))
+        .args(["attack", "-q", "-n", "20", &server.url("/")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = support::wait_limited(child, LIMIT);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(0), "{err}");
+}

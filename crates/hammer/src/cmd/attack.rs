@@ -23,7 +23,7 @@ use hammer_core::targets::{parse_header, parse_targets, Target};
 use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
 use hdrhistogram::serialization::V2DeflateSerializer;
 
-use super::{bad_input, Exit};
+use super::{bad_input, print_stdout, Exit};
 use crate::cli::{Arrivals, AttackArgs, Format};
 
 const DEFAULT_DURATION: Duration = Duration::from_secs(10);
@@ -69,13 +69,14 @@ pub fn run(args: AttackArgs) -> Result<Exit> {
     if let Some(slo) = &attack.slo {
         result.slo = Some(slo.evaluate(&result)?);
     }
-    match args.format {
-        Format::Text => print!("{}", text::render(&result, &attack.title)),
-        Format::Json => println!("{}", serde_json::to_string_pretty(&result)?),
-    }
+    let json = serde_json::to_string_pretty(&result)? + "\n";
+    // The output file first: what ran is never lost to a closed stdout.
     if let Some(path) = &args.output {
-        let json = serde_json::to_string_pretty(&result)?;
-        std::fs::write(path, json + "\n").with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(path, &json).with_context(|| format!("writing {}", path.display()))?;
+    }
+    match args.format {
+        Format::Text => print_stdout(&text::render(&result, &attack.title))?,
+        Format::Json => print_stdout(&json)?,
     }
     Ok(if interrupted.load(Ordering::SeqCst) {
         Exit::Interrupted

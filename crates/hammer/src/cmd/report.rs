@@ -5,7 +5,7 @@ use anyhow::{Context, Result};
 use hammer_core::result::RunResult;
 use hammer_core::slo::Slo;
 
-use super::{bad_input, Exit};
+use super::{bad_input, print_stdout, Exit};
 use crate::cli::{Format, ReportArgs};
 use hammer::report::text;
 
@@ -34,10 +34,10 @@ pub fn run(args: ReportArgs) -> Result<Exit> {
         merged.slo = Some(slo.evaluate(&merged).context("judging the SLO")?);
     }
     match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&merged)?),
+        Format::Json => print_stdout(&(serde_json::to_string_pretty(&merged)? + "\n"))?,
         Format::Text => {
             let title = format!("hammer report: {} result file(s) merged", results.len());
-            print!("{}", text::render(&merged, &title));
+            print_stdout(&text::render(&merged, &title))?;
         }
     }
     Ok(match &merged.slo {

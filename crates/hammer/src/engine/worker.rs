@@ -141,6 +141,7 @@ impl<P: Pacer> Worker<P> {
         let mut cancel_at: Option<Instant> = None;
         loop {
             let now = Instant::now();
+            self.timer.expire(now);
             let stopping = stop.load(Ordering::Relaxed);
             if sending {
                 if stopping || self.cfg.deadline.is_some_and(|d| now >= d) {
@@ -193,7 +194,6 @@ impl<P: Pacer> Worker<P> {
                     self.on_event(ev.token().0, readable, ev.is_writable());
                 }
             }
-            self.timer.expire(Instant::now());
         }
         self.flush(shared);
         Ok(send_stop)
@@ -203,6 +203,12 @@ impl<P: Pacer> Worker<P> {
     /// (the pacer is done), with the instant the send window closes.
     fn dispatch(&mut self) -> Option<Instant> {
         for _ in 0..MAX_BATCH {
+            let can_send = !self.idle.is_empty() || self.conns.len() < self.cfg.max_conns;
+            if !can_send && self.pacer.next() != Next::Done {
+                // Every connection is busy: due requests wait in the pacer,
+                // keeping their intended times.
+                return None;
+            }
             let now = Instant::now();
             let intended = match self.pacer.next() {
                 Next::Done => {
