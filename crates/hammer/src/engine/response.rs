@@ -105,13 +105,12 @@ fn parse_head(bytes: &[u8], head_request: bool) -> Result<Option<Head>, BadRespo
                     .map_err(|_| BadResponse::ContentLength)?,
             );
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            chunked = h.value.eq_ignore_ascii_case(b"chunked")
-                || h.value.to_ascii_lowercase().ends_with(b"chunked");
+            // Chunked is always the last coding when present.
+            chunked = last_token(h.value).eq_ignore_ascii_case(b"chunked");
         } else if h.name.eq_ignore_ascii_case("connection") {
-            let v = h.value.to_ascii_lowercase();
-            if v.windows(5).any(|w| w == b"close") {
+            if has_token(h.value, b"close") {
                 keep_alive = false;
-            } else if v.windows(10).any(|w| w == b"keep-alive") {
+            } else if has_token(h.value, b"keep-alive") {
                 keep_alive = true;
             }
         }
@@ -133,6 +132,20 @@ fn parse_head(bytes: &[u8], head_request: bool) -> Result<Option<Head>, BadRespo
         keep_alive,
         body,
     }))
+}
+
+/// The comma-separated tokens of a header value, trimmed. Compared without
+/// allocating: this runs for every response.
+fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value.split(|&b| b == b',').map(<[u8]>::trim_ascii)
+}
+
+fn has_token(value: &[u8], token: &[u8]) -> bool {
+    tokens(value).any(|t| t.eq_ignore_ascii_case(token))
+}
+
+fn last_token(value: &[u8]) -> &[u8] {
+    tokens(value).last().unwrap_or_default()
 }
 
 impl ResponseReader {
@@ -337,6 +350,23 @@ mod tests {
                 keep_alive: false
             })
         );
+    }
+
+    #[test]
+    fn header_tokens_are_matched_whole_and_case_blind() {
+        let head = |h: &str| {
+            let text = format!("HTTP/1.1 200 OK\r\n{h}\r\nContent-Length: 0\r\n\r\n");
+            match read_all(&[text.as_bytes()]).unwrap() {
+                Feed::Done(d) => d.keep_alive,
+                Feed::More => panic!("incomplete"),
+            }
+        };
+        assert!(!head("Connection: Close"));
+        assert!(!head("Connection: upgrade, close"));
+        assert!(head("Connection: keep-alive"));
+        assert!(head("Connection: closed-captions"));
+        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n0\r\n\r\n";
+        assert_eq!(read_all(&[chunked]).unwrap(), OK);
     }
 
     #[test]

@@ -1,0 +1,120 @@
+//! The engine's hot path does not allocate per request: a run of 20,000
+//! requests makes no more allocations than a run of 2,000 (beyond a small
+//! slack for timing-dependent set-up). Guards the regression where the
+//! response reader allocated a lowercase copy of every `Connection` header.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hammer::engine::request::{prepare, Loaded};
+use hammer::engine::{Config, Mode, Run};
+use hammer_core::pacer::Share;
+use hammer_core::targets::Target;
+
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: forwards to the system allocator, only counting calls.
+#[allow(unsafe_code)]
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        System.alloc(layout)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout)
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// A keep-alive server that answers each request head with a fixed
+/// response, from buffers allocated once per connection.
+fn server() -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut stream = stream;
+                let _ = stream.set_nodelay(true);
+                let response =
+                    b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok";
+                let mut buf = [0u8; 4096];
+                let mut seen = 0;
+                loop {
+                    let Ok(n) = stream.read(&mut buf[seen..]) else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    seen += n;
+                    // hammer never pipelines: one head ends each read burst.
+                    if buf[..seen].ends_with(b"\r\n\r\n") {
+                        seen = 0;
+                        if stream.write_all(response).is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+fn allocations_for(requests: u64, addr: std::net::SocketAddr) -> u64 {
+    let target = Target {
+        method: "GET".into(),
+        url: format!("http://{addr}/"),
+        ..Target::default()
+    };
+    let (origin, prepared) = prepare(
+        &[Loaded {
+            target,
+            body: vec![],
+        }],
+        true,
+    )
+    .unwrap();
+    let config = Config {
+        addr: origin.addr,
+        requests: prepared,
+        mode: Mode::Closed,
+        max_requests: Some(requests),
+        duration: None,
+        connections: 4,
+        workers: 1,
+        timeout: Duration::from_secs(10),
+        connect_timeout: Duration::from_secs(3),
+        keepalive: true,
+        shard: Share::ALL,
+    };
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let run = Run::start(config, Arc::new(AtomicBool::new(false))).unwrap();
+    let outcome = run.join().unwrap();
+    let after = ALLOCATIONS.load(Ordering::Relaxed);
+    assert_eq!(outcome.recorder.succeeded(), requests);
+    after - before
+}
+
+#[test]
+fn allocations_do_not_grow_with_requests() {
+    let addr = server();
+    // Warm up the server's connection threads' first use.
+    allocations_for(100, addr);
+    let small = allocations_for(2_000, addr);
+    let large = allocations_for(20_000, addr);
+    eprintln!("allocations: {small} for 2,000 requests, {large} for 20,000");
+    assert!(
+        large < small + 200,
+        "{large} allocations for 20,000 requests vs {small} for 2,000: the hot path allocates"
+    );
+}
