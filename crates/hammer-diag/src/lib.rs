@@ -1,0 +1,177 @@
+//! hammer-diag gives an axum service what `net/http/pprof` and the Uptime
+//! talk give a Go one, in a few lines:
+//!
+//! - a separate diagnostics listener, off unless the service asks for it,
+//!   serving `/metrics` (Prometheus text) and `/connections`; nothing of it
+//!   is ever served on the public listener;
+//! - on every public route: a request ID (from `x-request-id` or made up)
+//!   on every log line of the request, a start and an end line, request
+//!   metrics, panic capture (a 500, the stack logged, the service keeps
+//!   serving) and a whole-request timeout;
+//! - `/info` (build-stamped version, start time, uptime), `/healthz`, `/readyz`;
+//! - a header-read timeout, and drain on SIGTERM: readiness goes false, the
+//!   listeners close, requests in flight finish, then [`Diag::serve`] returns.
+//!
+//! CPU and heap profiles, task dumps and trace capture (`/debug/pprof/*`)
+//! are not built yet.
+//!
+//! ```no_run
+//! use axum::{routing::get, Router};
+//! use hammer_diag::{Diag, Options};
+//!
+//! # async fn run() -> std::io::Result<()> {
+//! hammer_diag::init_logging();
+//! let app = Router::new().route("/hello", get(|| async { "hello\n" }));
+//! let public = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! let diag = tokio::net::TcpListener::bind("127.0.0.1:6060").await?;
+//! Diag::new("1.0.42-abc1234-20261125.101500", Options::default())
+//!     .serve(app, public, Some(diag))
+//!     .await
+//! # }
+//! ```
+
+pub mod connections;
+pub mod metrics;
+pub mod middleware;
+pub mod routes;
+pub mod serve;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use axum::routing::get;
+use axum::Router;
+use tokio::net::TcpListener;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::TimeoutLayer;
+
+use connections::Connections;
+use metrics::Metrics;
+pub use middleware::{error_response, install_panic_hook, new_request_id, REQUEST_ID};
+pub use serve::Shutdown;
+
+/// Timeouts of a service.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Longest a request may take, head to response (503 beyond).
+    pub request_timeout: Duration,
+    /// Longest a client may take to send a request head; also how long an
+    /// idle keep-alive connection waits for its next request.
+    pub header_read_timeout: Duration,
+    /// Longest a drain waits for requests in flight.
+    pub drain_timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            request_timeout: middleware::DEFAULT_REQUEST_TIMEOUT,
+            header_read_timeout: Duration::from_secs(10),
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// State shared by the middleware, the built-in routes and the server.
+pub(crate) struct Shared {
+    version: String,
+    started: SystemTime,
+    started_at: Instant,
+    ready: AtomicBool,
+    connections: Arc<Connections>,
+    metrics: Metrics,
+    options: Options,
+    shutdown: tokio::sync::watch::Sender<bool>,
+}
+
+/// A service's diagnostics: build one, wrap the service's router, serve.
+#[derive(Clone)]
+pub struct Diag {
+    shared: Arc<Shared>,
+}
+
+impl Diag {
+    /// Diagnostics for a service of this build `version`.
+    pub fn new(version: impl Into<String>, options: Options) -> Self {
+        install_panic_hook();
+        let connections = Arc::new(Connections::default());
+        Self {
+            shared: Arc::new(Shared {
+                version: version.into(),
+                started: SystemTime::now(),
+                started_at: Instant::now(),
+                ready: AtomicBool::new(false),
+                metrics: Metrics::new(connections.clone()),
+                connections,
+                options,
+                shutdown: tokio::sync::watch::channel(false).0,
+            }),
+        }
+    }
+
+    /// The service's routes with the middleware applied, plus `/info`,
+    /// `/healthz` and `/readyz`.
+    pub fn public_router(&self, app: Router) -> Router {
+        let builtin = Router::new()
+            .route("/info", get(routes::info))
+            .route("/healthz", get(routes::healthz))
+            .route("/readyz", get(routes::readyz))
+            .with_state(self.shared.clone());
+        app.merge(builtin).layer(
+            ServiceBuilder::new()
+                .layer(axum::middleware::from_fn_with_state(
+                    self.shared.clone(),
+                    middleware::observe,
+                ))
+                .layer(CatchPanicLayer::custom(middleware::panic_response))
+                .layer(TimeoutLayer::with_status_code(
+                    middleware::timeout_status(),
+                    self.shared.options.request_timeout,
+                )),
+        )
+    }
+
+    /// The diagnostics listener's routes: `/metrics` and `/connections`.
+    pub fn diag_router(&self) -> Router {
+        Router::new()
+            .route("/metrics", get(routes::metrics))
+            .route("/connections", get(routes::connections))
+            .with_state(self.shared.clone())
+    }
+
+    /// Whether the service is serving and not draining (what `/readyz` says).
+    pub fn is_ready(&self) -> bool {
+        self.shared.ready.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// A handle that starts a drain, as SIGTERM does.
+    pub fn shutdown_handle(&self) -> Shutdown {
+        Shutdown(self.shared.shutdown.clone())
+    }
+
+    /// Serves `app` on `public` and diagnostics on `diag` (none when
+    /// `None`) until a drain completes.
+    pub async fn serve(
+        self,
+        app: Router,
+        public: TcpListener,
+        diag: Option<TcpListener>,
+    ) -> std::io::Result<()> {
+        let app = self.public_router(app);
+        let diag = diag.map(|listener| (listener, self.diag_router()));
+        serve::serve(self.shared, app, public, diag).await
+    }
+}
+
+/// Logs to stderr through `tracing`, one line per event with the request's
+/// span fields (its request ID), filtered by `RUST_LOG` (default `info`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

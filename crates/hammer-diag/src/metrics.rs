@@ -1,0 +1,209 @@
+//! Provides the service's Prometheus metrics: requests by route, method and
+//! status; requests in flight; a latency histogram whose buckets resolve a
+//! 60 ms SLO; open and accepted connections; and the process's CPU time,
+//! resident memory and open file descriptors, read at scrape time. The
+//! exposition is the classic Prometheus text format (`promtool check
+//! metrics` passes on it).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus::{
+    Counter, Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
+};
+
+use crate::connections::Connections;
+
+/// Latency buckets in seconds: fine around common SLOs (25, 50, 60, 100 ms).
+pub const LATENCY_BUCKETS: [f64; 16] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.04, 0.05, 0.06, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Labels of a finished request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestLabels {
+    /// The matched route pattern (not the raw path, to bound cardinality).
+    pub route: String,
+    /// HTTP method.
+    pub method: String,
+    /// Response status code.
+    pub status: u16,
+}
+
+/// The metrics of one service.
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    duration: HistogramVec,
+    in_flight: IntGauge,
+    connections: Arc<Connections>,
+    connections_open: IntGauge,
+    /// Counted on accept by [`Metrics::accepted`].
+    connections_accepted: IntCounter,
+    cpu_seconds: Counter,
+    resident_bytes: IntGauge,
+    open_fds: IntGauge,
+}
+
+const LABELS: [&str; 3] = ["route", "method", "status"];
+
+impl Metrics {
+    /// Registers every metric; open connections are read from `connections`.
+    pub fn new(connections: Arc<Connections>) -> Self {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new("http_requests_total", "HTTP requests served"),
+            &LABELS,
+        )
+        .expect("valid metric");
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "http_request_duration_seconds",
+                "Time from request head to response head",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &LABELS,
+        )
+        .expect("valid metric");
+        let gauge = |name: &str, help: &str| IntGauge::new(name, help).expect("valid metric");
+        let m = Self {
+            requests,
+            duration,
+            in_flight: gauge("http_requests_in_flight", "HTTP requests being served"),
+            connections,
+            connections_open: gauge("http_connections_open", "Client connections open now"),
+            connections_accepted: IntCounter::new(
+                "http_connections_accepted_total",
+                "Client connections accepted since start",
+            )
+            .expect("valid metric"),
+            cpu_seconds: Counter::new(
+                "process_cpu_seconds_total",
+                "User and system CPU time spent in seconds",
+            )
+            .expect("valid metric"),
+            resident_bytes: gauge(
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes",
+            ),
+            open_fds: gauge("process_open_fds", "Open file descriptors"),
+            registry,
+        };
+        let collectors: [Box<dyn prometheus::core::Collector>; 8] = [
+            Box::new(m.requests.clone()),
+            Box::new(m.duration.clone()),
+            Box::new(m.in_flight.clone()),
+            Box::new(m.connections_open.clone()),
+            Box::new(m.connections_accepted.clone()),
+            Box::new(m.cpu_seconds.clone()),
+            Box::new(m.resident_bytes.clone()),
+            Box::new(m.open_fds.clone()),
+        ];
+        for c in collectors {
+            m.registry.register(c).expect("metric names are unique");
+        }
+        m
+    }
+
+    /// Counts a request as started; returns the guard that un-counts it.
+    pub fn start(&self) -> InFlightGuard {
+        self.in_flight.inc();
+        InFlightGuard(self.in_flight.clone())
+    }
+
+    /// Records a finished request.
+    pub fn finish(&self, labels: RequestLabels, elapsed: Duration) {
+        let status = labels.status.to_string();
+        let values = [
+            labels.route.as_str(),
+            labels.method.as_str(),
+            status.as_str(),
+        ];
+        self.requests.with_label_values(&values).inc();
+        self.duration
+            .with_label_values(&values)
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts an accepted connection.
+    pub fn accepted(&self) {
+        self.connections_accepted.inc();
+    }
+
+    /// The Prometheus text exposition of every metric, with the scrape-time
+    /// figures read now.
+    pub fn render(&self) -> String {
+        self.connections_open
+            .set(self.connections.open_count() as i64);
+        let process = ProcessStats::read();
+        if let Some(cpu) = process.cpu_seconds {
+            // A counter only goes up: add what was spent since the last scrape.
+            self.cpu_seconds
+                .inc_by((cpu - self.cpu_seconds.get()).max(0.0));
+        }
+        if let Some(rss) = process.resident_bytes {
+            self.resident_bytes.set(rss as i64);
+        }
+        if let Some(fds) = process.open_fds {
+            self.open_fds.set(fds as i64);
+        }
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("writing to memory cannot fail");
+        String::from_utf8(out).expect("the text format is UTF-8")
+    }
+}
+
+/// Decrements the in-flight gauge when the request ends, however it ends.
+pub struct InFlightGuard(IntGauge);
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// The process's own figures from `/proc/self` (absent off Linux).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ProcessStats {
+    /// User + system CPU seconds.
+    pub cpu_seconds: Option<f64>,
+    /// Resident set size in bytes.
+    pub resident_bytes: Option<u64>,
+    /// Open file descriptors.
+    pub open_fds: Option<u64>,
+}
+
+impl ProcessStats {
+    /// Reads `/proc/self/stat`, `/proc/self/statm` and `/proc/self/fd`.
+    pub fn read() -> Self {
+        let ticks = rustix::param::clock_ticks_per_second() as f64;
+        let cpu_seconds = std::fs::read_to_string("/proc/self/stat")
+            .ok()
+            .and_then(|s| {
+                // utime and stime are the 14th and 15th fields; counting starts
+                // after the parenthesised command name, which may hold spaces.
+                let rest = &s[s.rfind(')')? + 2..];
+                let mut fields = rest.split_whitespace().skip(11);
+                let utime: f64 = fields.next()?.parse().ok()?;
+                let stime: f64 = fields.next()?.parse().ok()?;
+                Some((utime + stime) / ticks)
+            });
+        let resident_bytes = std::fs::read_to_string("/proc/self/statm")
+            .ok()
+            .and_then(|s| {
+                let pages: u64 = s.split_whitespace().nth(1)?.parse().ok()?;
+                Some(pages * rustix::param::page_size() as u64)
+            });
+        let open_fds = std::fs::read_dir("/proc/self/fd")
+            .ok()
+            .map(|d| d.count() as u64);
+        Self {
+            cpu_seconds,
+            resident_bytes,
+            open_fds,
+        }
+    }
+}

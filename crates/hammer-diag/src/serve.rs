@@ -1,0 +1,146 @@
+//! Provides the serving loop: accept on the public listener, track each
+//! connection for `/connections`, bound how long a client may take to send
+//! its request head, and drain on SIGTERM/SIGINT (or a [`Shutdown`] handle):
+//! readiness goes false, the listeners close, requests in flight finish
+//! within the drain timeout, then `serve` returns.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tower::ServiceExt;
+
+use crate::Shared;
+
+/// Starts a drain from code, as SIGTERM does.
+#[derive(Clone, Debug)]
+pub struct Shutdown(pub(crate) watch::Sender<bool>);
+
+impl Shutdown {
+    /// Begins draining every `serve` of this [`crate::Diag`].
+    pub fn trigger(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+/// Resolves when a drain is asked for: SIGTERM, SIGINT or [`Shutdown::trigger`].
+async fn drain_requested(mut rx: watch::Receiver<bool>) {
+    #[cfg(unix)]
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    #[cfg(unix)]
+    let sigterm = async {
+        match term.as_mut() {
+            Some(s) => {
+                s.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let sigterm = std::future::pending::<()>();
+    tokio::select! {
+        _ = sigterm => tracing::info!("SIGTERM: draining"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: draining"),
+        _ = rx.wait_for(|&stop| stop) => tracing::info!("shutdown requested: draining"),
+    }
+}
+
+pub(crate) async fn serve(
+    shared: Arc<Shared>,
+    app: Router,
+    public: TcpListener,
+    diag: Option<(TcpListener, Router)>,
+) -> io::Result<()> {
+    let graceful = GracefulShutdown::new();
+    let requested = drain_requested(shared.shutdown.subscribe());
+    tokio::pin!(requested);
+    let diag_task = diag.map(|(listener, router)| {
+        let rx = shared.shutdown.subscribe();
+        tokio::spawn(async move {
+            let stop = async move {
+                let mut rx = rx;
+                let _ = rx.wait_for(|&stop| stop).await;
+            };
+            axum::serve(listener, router)
+                .with_graceful_shutdown(stop)
+                .await
+        })
+    });
+    shared.ready.store(true, Ordering::SeqCst);
+    loop {
+        tokio::select! {
+            accepted = public.accept() => match accepted {
+                Ok((stream, peer)) => spawn_connection(&shared, &app, &graceful, stream, peer),
+                Err(e) => {
+                    // Out of descriptors and the like: keep serving those we have.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+            () = &mut requested => break,
+        }
+    }
+    shared.ready.store(false, Ordering::SeqCst);
+    // Whoever asked (a signal or the handle), every listener drains together.
+    shared.shutdown.send_replace(true);
+    drop(public);
+    let open = shared.connections.open_count();
+    tracing::info!(
+        open_connections = open,
+        "listener closed, finishing requests in flight"
+    );
+    match tokio::time::timeout(shared.options.drain_timeout, graceful.shutdown()).await {
+        Ok(()) => tracing::info!("drained"),
+        Err(_) => tracing::warn!(
+            still_open = shared.connections.open_count(),
+            "drain timeout: closing the remaining connections"
+        ),
+    }
+    if let Some(task) = diag_task {
+        let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
+    }
+    Ok(())
+}
+
+fn spawn_connection(
+    shared: &Arc<Shared>,
+    app: &Router,
+    graceful: &GracefulShutdown,
+    stream: TcpStream,
+    peer: SocketAddr,
+) {
+    let _ = stream.set_nodelay(true);
+    let registered = shared.connections.register(peer);
+    shared.metrics.accepted();
+    let stats = registered.stats.clone();
+    let app = app.clone();
+    let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+        let in_flight = stats.begin();
+        let call = app.clone().oneshot(req.map(Body::new));
+        async move {
+            let response = call.await;
+            drop(in_flight);
+            response
+        }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(shared.options.header_read_timeout)
+        .serve_connection(TokioIo::new(stream), service);
+    let conn = graceful.watch(conn);
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, %peer, "connection ended with an error");
+        }
+        drop(registered);
+    });
+}
