@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Throughput cost of hammer-diag's middleware, side by side in one run: the
+# same /hello handler served by bare axum and by hammer-diag (request logs
+# off with RUST_LOG=warn, and on at info, written to a file), server pinned
+# to core 0, `hammer attack` closed loop (50 connections) pinned to core 1,
+# DURATION seconds each, REPEAT interleaved rounds; prints median req/s.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${DURATION:-10}
+REPEAT=${REPEAT:-3}
+cargo build --release -q -p hammer -p hammer-diag --example bench_server
+HAMMER=$PWD/target/release/hammer
+SERVER=$PWD/target/release/examples/bench_server
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
+
+run() { # NAME MODE RUST_LOG
+  local port
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  RUST_LOG=$3 taskset -c 0 "$SERVER" "$2" "127.0.0.1:$port" 2> "$work/server.log" &
+  local pid=$!
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/hello" >/dev/null && break; sleep 0.05; done
+  taskset -c 1 "$HAMMER" attack -q --format json -c 50 -d "${DURATION}s" "http://127.0.0.1:$port/hello" > "$work/out.json"
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  python3 -c "import json,sys; v=json.load(open('$work/out.json')); print('$1', v['achieved_rate'], v['failed'])" >> "$work/results"
+}
+
+for _ in $(seq "$REPEAT"); do
+  run plain plain warn
+  run diag-nolog diag warn
+  run diag-log diag info
+done
+python3 - "$work/results" <<'PY'
+import statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    name, rate, failed = line.split()
+    rows.setdefault(name, []).append((float(rate), int(failed)))
+base = statistics.median(r for r, _ in rows["plain"])
+print(f"{'server':<32} {'req/s (median)':>15} {'vs plain':>9} {'failed':>7}")
+labels = {"plain": "axum, no middleware", "diag-nolog": "hammer-diag, RUST_LOG=warn", "diag-log": "hammer-diag, request logs on"}
+for name in ["plain", "diag-nolog", "diag-log"]:
+    med = statistics.median(r for r, _ in rows[name])
+    print(f"{labels[name]:<32} {med:>15.0f} {(med / base - 1) * 100:>+8.1f}% {sum(f for _, f in rows[name]):>7}")
+PY

@@ -1,0 +1,35 @@
+//! Run with `cargo run --release -p hammer-diag --example bench_server -- MODE ADDR`.
+//!
+//! The same `/hello` handler served two ways, for `bench/diag-overhead.sh`:
+//! MODE `plain` is bare `axum::serve`; MODE `diag` is hammer-diag's server
+//! with all its middleware (logging filtered by `RUST_LOG`).
+
+use axum::routing::get;
+use axum::Router;
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let (mode, addr) = match (args.next(), args.next()) {
+        (Some(m), Some(a)) => (m, a),
+        _ => {
+            eprintln!("usage: bench_server plain|diag ADDR");
+            std::process::exit(2);
+        }
+    };
+    let app = Router::new().route("/hello", get(|| async { "hello\n" }));
+    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    match mode.as_str() {
+        "plain" => axum::serve(listener, app).await,
+        "diag" => {
+            hammer_diag::init_logging();
+            hammer_diag::Diag::new("bench", hammer_diag::Options::default())
+                .serve(app, listener, None)
+                .await
+        }
+        other => {
+            eprintln!("unknown mode {other:?}: use plain or diag");
+            std::process::exit(2);
+        }
+    }
+}
