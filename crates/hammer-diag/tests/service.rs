@@ -5,7 +5,8 @@ mod support;
 use std::time::{Duration, Instant};
 
 use hammer_diag::Options;
-use support::{fetch, logs, start, Client};
+use support::{logs, start};
+use testkit::{fetch, Client};
 
 #[test]
 fn diagnostics_are_never_served_on_the_public_listener() {
@@ -26,7 +27,7 @@ fn diagnostics_are_never_served_on_the_public_listener() {
     assert_eq!(fetch(svc.diag, "/connections").status, 200);
     // And the service's own routes are not on the diagnostics listener.
     assert_eq!(fetch(svc.diag, "/hello").status, 404);
-    assert_eq!(fetch(svc.public, "/hello").body, "hello\n");
+    assert_eq!(fetch(svc.public, "/hello").text(), "hello\n");
 }
 
 #[test]
@@ -86,7 +87,7 @@ fn a_panicking_handler_is_a_500_with_its_stack_logged() {
         .get("/panic", &[("X-Request-Id", "panic-req-1")])
         .unwrap();
     assert_eq!(r.status, 500);
-    assert!(r.body.contains("panicked"), "{}", r.body);
+    assert!(r.text().contains("panicked"), "{}", r.text());
     let logs = wait_for_logs("boom in a handler", 1);
     let line = logs
         .lines()
@@ -138,7 +139,7 @@ fn a_silent_client_is_cut_off_by_the_header_read_timeout() {
 fn info_has_the_uptime_talks_fields() {
     let svc = start(Options::default());
     let r = fetch(svc.public, "/info");
-    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     assert_eq!(v["version"], "1.0.42-abc1234-20261125.101500");
     let (start, now) = (
         v["start_time_epoch_secs"].as_u64().unwrap(),
@@ -157,7 +158,8 @@ fn connections_lists_each_client_with_its_requests() {
     for _ in 0..3 {
         assert_eq!(client.get("/hello", &[]).unwrap().status, 200);
     }
-    let v: serde_json::Value = serde_json::from_str(&fetch(svc.diag, "/connections").body).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_slice(&fetch(svc.diag, "/connections").body).unwrap();
     let conns = v["connections"].as_array().unwrap();
     let mine = conns
         .iter()
@@ -175,7 +177,7 @@ fn metrics_count_requests_by_route_and_status() {
         fetch(svc.public, "/hello");
     }
     fetch(svc.public, "/nowhere");
-    let text = fetch(svc.diag, "/metrics").body;
+    let text = fetch(svc.diag, "/metrics").text();
     assert!(
         text.contains(r#"http_requests_total{method="GET",route="/hello",status="200"} 3"#),
         "{text}"
@@ -252,7 +254,7 @@ fn drain_finishes_every_accepted_request() {
                                 assert_eq!(r.status, 200, "a drained request must still succeed");
                                 ok += 1;
                             }
-                            Err(e) if e == "closed before a response" => {
+                            Err(e) if e == testkit::CLOSED_BEFORE_RESPONSE => {
                                 // Closed while idle: the server never read this request.
                                 refused_or_closed += 1;
                                 break;

@@ -7,7 +7,8 @@ mod support;
 use std::time::Duration;
 
 use hammer_diag::Options;
-use support::{start, Client};
+use support::start;
+use testkit::Client;
 
 #[test]
 fn sigterm_drains_and_serve_returns() {

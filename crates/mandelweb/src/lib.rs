@@ -1,8 +1,8 @@
-//! mandelweb: the reference service of hammer's seeds. This crate so far
-//! holds its CPU-bound half, the Mandelbrot renderer behind
-//! `GET /mandelbrot`: a view of the plane ([`view`]) rendered to a grayscale
-//! PNG ([`render`]) by a fast renderer that is pixel-identical to a plain
-//! scalar oracle.
+//! mandelweb: the reference service of hammer's seeds. So far it holds the
+//! CPU-bound half: `GET /mandelbrot` ([`service`]), a view of the plane
+//! ([`view`]) rendered to a grayscale PNG ([`render`]) by a fast renderer
+//! that is pixel-identical to a plain scalar oracle, served with
+//! hammer-diag's diagnostics. The PostgreSQL `POST /find-by-age` half is to come.
 //!
 //! ```
 //! use mandelweb::render::{fast, oracle};
@@ -14,4 +14,5 @@
 //! ```
 
 pub mod render;
+pub mod service;
 pub mod view;

@@ -3,8 +3,8 @@
 
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Write;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -122,105 +122,4 @@ pub fn start(options: Options) -> Service {
         diag_handle: d,
         done: rx,
     }
-}
-
-/// A parsed response.
-#[derive(Debug)]
-pub struct Response {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: String,
-}
-
-impl Response {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// One keep-alive connection.
-pub struct Client {
-    stream: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl Client {
-    pub fn connect(addr: SocketAddr) -> Client {
-        let stream = TcpStream::connect(addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        Client {
-            stream,
-            buf: Vec::new(),
-        }
-    }
-
-    /// Sends a GET and reads its response; `Err` when the connection ends first.
-    pub fn get(&mut self, path: &str, headers: &[(&str, &str)]) -> Result<Response, String> {
-        let mut req = format!("GET {path} HTTP/1.1\r\nHost: test\r\n");
-        for (n, v) in headers {
-            req.push_str(&format!("{n}: {v}\r\n"));
-        }
-        req.push_str("\r\n");
-        self.stream
-            .write_all(req.as_bytes())
-            .map_err(|e| format!("write: {e}"))?;
-        self.read_response()
-    }
-
-    fn read_response(&mut self) -> Result<Response, String> {
-        let mut chunk = [0u8; 4096];
-        loop {
-            let mut hs = [httparse::EMPTY_HEADER; 32];
-            let mut res = httparse::Response::new(&mut hs);
-            if let httparse::Status::Complete(head) =
-                res.parse(&self.buf).map_err(|e| e.to_string())?
-            {
-                let headers: Vec<(String, String)> = res
-                    .headers
-                    .iter()
-                    .map(|h| {
-                        (
-                            h.name.to_string(),
-                            String::from_utf8_lossy(h.value).into_owned(),
-                        )
-                    })
-                    .collect();
-                let len: usize = headers
-                    .iter()
-                    .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-                    .map_or(0, |(_, v)| v.parse().unwrap());
-                if self.buf.len() >= head + len {
-                    let body = String::from_utf8_lossy(&self.buf[head..head + len]).into_owned();
-                    let status = res.code.unwrap();
-                    self.buf.drain(..head + len);
-                    return Ok(Response {
-                        status,
-                        headers,
-                        body,
-                    });
-                }
-            }
-            match self.stream.read(&mut chunk) {
-                Ok(0) if self.buf.is_empty() => return Err("closed before a response".into()),
-                Ok(0) => {
-                    return Err(format!(
-                        "closed mid-response after {} bytes",
-                        self.buf.len()
-                    ))
-                }
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e) => return Err(format!("read: {e}")),
-            }
-        }
-    }
-}
-
-/// One request on a new connection.
-pub fn fetch(addr: SocketAddr, path: &str) -> Response {
-    Client::connect(addr).get(path, &[]).unwrap()
 }

@@ -1,0 +1,171 @@
+//! Integration tests of the `mandelweb` binary: real process, real HTTP.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use testkit::{fetch, Client};
+
+struct Service {
+    child: Child,
+    public: SocketAddr,
+    diag: SocketAddr,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start() -> Service {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mandelweb"))
+        .args(["--listen", "127.0.0.1:0", "--diag-listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("mandelweb runs");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut addr = || -> SocketAddr {
+        let line = lines.next().expect("an address line").unwrap();
+        let url = line.rsplit(' ').next().unwrap();
+        url.trim_start_matches("http://")
+            .trim_end_matches('/')
+            .parse()
+            .unwrap()
+    };
+    let (public, diag) = (addr(), addr());
+    Service {
+        child,
+        public,
+        diag,
+    }
+}
+
+fn decode_png(bytes: &[u8]) -> (u32, u32) {
+    let mut reader = png::Decoder::new(std::io::Cursor::new(bytes))
+        .read_info()
+        .unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    (info.width, info.height)
+}
+
+#[test]
+fn mandelbrot_is_a_png_of_the_asked_size() {
+    let svc = start();
+    let r = fetch(svc.public, "/mandelbrot");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("image/png"));
+    assert_eq!(decode_png(&r.body), (512, 512));
+    let r = fetch(
+        svc.public,
+        "/mandelbrot?width=64&height=48&iterations=50&x=-2&y=-1.2&scale=0.05",
+    );
+    assert_eq!(decode_png(&r.body), (64, 48));
+}
+
+#[test]
+fn bad_parameters_are_a_400_with_a_json_error() {
+    let svc = start();
+    for query in [
+        "width=0",
+        "width=4097",
+        "height=abc",
+        "iterations=0",
+        "iterations=100001",
+        "x=NaN",
+        "y=inf",
+        "scale=0",
+        "scale=-1",
+        "zoom=3",
+        "width=99999999999999999999",
+    ] {
+        let r = fetch(svc.public, &format!("/mandelbrot?{query}"));
+        assert_eq!(r.status, 400, "{query}: {}", r.text());
+        let v: serde_json::Value =
+            serde_json::from_slice(&r.body).unwrap_or_else(|_| panic!("{query}: {}", r.text()));
+        assert!(
+            v["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{query}: {v}"
+        );
+    }
+    assert_eq!(
+        fetch(svc.public, "/healthz").status,
+        200,
+        "still serving after the bad requests"
+    );
+}
+
+#[test]
+fn info_carries_the_build_stamped_version() {
+    let svc = start();
+    let v: serde_json::Value = serde_json::from_slice(&fetch(svc.public, "/info").body).unwrap();
+    let version = v["version"].as_str().unwrap();
+    // <major>.<minor>.<commit#>-<sha>-<date>.<time>
+    let (numbers, rest) = version.split_once('-').unwrap();
+    assert_eq!(numbers.split('.').count(), 3, "{version}");
+    assert!(
+        numbers.split('.').all(|n| n.parse::<u64>().is_ok()),
+        "{version}"
+    );
+    let (sha, stamp) = rest.rsplit_once('-').unwrap();
+    assert!(
+        sha == "unknown" || sha.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{version}"
+    );
+    let (date, time) = stamp.split_once('.').unwrap();
+    let digits = format!("{date}{time}");
+    assert!(
+        date.len() == 8 && time.len() == 6 && digits.bytes().all(|b| b.is_ascii_digit()),
+        "{version}"
+    );
+}
+
+#[test]
+fn diagnostics_only_on_the_diagnostics_listener() {
+    let svc = start();
+    fetch(svc.public, "/mandelbrot?width=8&height=8");
+    assert_eq!(fetch(svc.public, "/metrics").status, 404);
+    let metrics = fetch(svc.diag, "/metrics").text();
+    assert!(metrics.contains(r#"route="/mandelbrot""#), "{metrics}");
+}
+
+#[test]
+fn sigterm_drains_then_exits_0() {
+    let mut svc = start();
+    let addr = svc.public;
+    // The largest render (~0.25 s on two cores) is still in flight when the
+    // signal lands 80 ms after it was sent.
+    let in_flight = std::thread::spawn(move || {
+        let r =
+            Client::connect(addr).get("/mandelbrot?width=4096&height=4096&iterations=5000", &[]);
+        (r, std::time::Instant::now())
+    });
+    std::thread::sleep(Duration::from_millis(80));
+    let pid = rustix::process::Pid::from_child(&svc.child);
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let signalled = std::time::Instant::now();
+    let (r, answered) = in_flight.join().unwrap();
+    let r = r.expect("the request in flight completes");
+    assert_eq!(r.status, 200);
+    assert!(
+        answered > signalled,
+        "the render finished before the signal: the test proved nothing"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = svc.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "mandelweb did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}");
+}

@@ -1,0 +1,125 @@
+//! Test support shared by hammer's crates: a raw HTTP/1.1 client over a
+//! plain TCP stream, so tests see exactly what a client would (complete
+//! responses, connections closed before or in the middle of one).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+/// A parsed response.
+#[derive(Debug)]
+pub struct Response {
+    /// Status code.
+    pub status: u16,
+    /// Header names and values, in order.
+    pub headers: Vec<(String, String)>,
+    /// The body bytes.
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// The first header of this name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// One keep-alive connection.
+pub struct Client {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+/// The error text when the peer closed before any byte of a response.
+pub const CLOSED_BEFORE_RESPONSE: &str = "closed before a response";
+
+impl Client {
+    /// Connects, with a 10 s read timeout.
+    pub fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("set timeout");
+        Client {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Sends a GET and reads its response; `Err` when the connection ends first.
+    pub fn get(&mut self, path: &str, headers: &[(&str, &str)]) -> Result<Response, String> {
+        let mut req = format!("GET {path} HTTP/1.1\r\nHost: test\r\n");
+        for (n, v) in headers {
+            req.push_str(&format!("{n}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        self.stream
+            .write_all(req.as_bytes())
+            .map_err(|e| format!("write: {e}"))?;
+        self.read_response()
+    }
+
+    fn read_response(&mut self) -> Result<Response, String> {
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            let mut hs = [httparse::EMPTY_HEADER; 32];
+            let mut res = httparse::Response::new(&mut hs);
+            if let httparse::Status::Complete(head) =
+                res.parse(&self.buf).map_err(|e| e.to_string())?
+            {
+                let headers: Vec<(String, String)> = res
+                    .headers
+                    .iter()
+                    .map(|h| {
+                        (
+                            h.name.to_string(),
+                            String::from_utf8_lossy(h.value).into_owned(),
+                        )
+                    })
+                    .collect();
+                let len: usize = headers
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+                    .map_or(Ok(0), |(_, v)| {
+                        v.parse().map_err(|_| "bad content-length".to_string())
+                    })?;
+                if self.buf.len() >= head + len {
+                    let status = res.code.unwrap_or(0);
+                    let body = self.buf[head..head + len].to_vec();
+                    self.buf.drain(..head + len);
+                    return Ok(Response {
+                        status,
+                        headers,
+                        body,
+                    });
+                }
+            }
+            match self.stream.read(&mut chunk) {
+                Ok(0) if self.buf.is_empty() => return Err(CLOSED_BEFORE_RESPONSE.into()),
+                Ok(0) => {
+                    return Err(format!(
+                        "closed mid-response after {} bytes",
+                        self.buf.len()
+                    ))
+                }
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) => return Err(format!("read: {e}")),
+            }
+        }
+    }
+}
+
+/// One GET on a new connection; panics if it fails.
+pub fn fetch(addr: SocketAddr, path: &str) -> Response {
+    Client::connect(addr)
+        .get(path, &[])
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+}
