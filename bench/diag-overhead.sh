@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Throughput cost of hammer-diag's middleware, side by side in one run: the
 # same /hello handler served by bare axum and by hammer-diag (request logs
-# off with RUST_LOG=warn, and on at info, written to a file), server pinned
+# off with RUST_LOG=warn; the same while a 99 Hz CPU profile runs; request
+# logs on at info, written to a file), server pinned
 # to core 0, `hammer attack` closed loop (50 connections) pinned to core 1,
 # DURATION seconds each, REPEAT interleaved rounds; prints median req/s.
 set -euo pipefail
@@ -14,12 +15,18 @@ SERVER=$PWD/target/release/examples/bench_server
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
 
-run() { # NAME MODE RUST_LOG
-  local port
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  RUST_LOG=$3 taskset -c 0 "$SERVER" "$2" "127.0.0.1:$port" 2> "$work/server.log" &
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+run() { # NAME MODE RUST_LOG [profile]
+  local port dport
+  port=$(free_port); dport=$(free_port)
+  RUST_LOG=$3 taskset -c 0 "$SERVER" "$2" "127.0.0.1:$port" "127.0.0.1:$dport" 2> "$work/server.log" &
   local pid=$!
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/hello" >/dev/null && break; sleep 0.05; done
+  if [ "${4:-}" = profile ]; then
+    curl -sf -o "$work/cpu.pb.gz" "http://127.0.0.1:$dport/debug/pprof/profile?seconds=$((DURATION + 1))&hz=99" &
+    sleep 0.5
+  fi
   taskset -c 1 "$HAMMER" attack -q --format json -c 50 -d "${DURATION}s" "http://127.0.0.1:$port/hello" > "$work/out.json"
   kill "$pid"; wait "$pid" 2>/dev/null || true
   python3 -c "import json,sys; v=json.load(open('$work/out.json')); print('$1', v['achieved_rate'], v['failed'])" >> "$work/results"
@@ -28,6 +35,7 @@ run() { # NAME MODE RUST_LOG
 for _ in $(seq "$REPEAT"); do
   run plain plain warn
   run diag-nolog diag warn
+  run diag-profiled diag warn profile
   run diag-log diag info
 done
 python3 - "$work/results" <<'PY'
@@ -38,8 +46,9 @@ for line in open(sys.argv[1]):
     rows.setdefault(name, []).append((float(rate), int(failed)))
 base = statistics.median(r for r, _ in rows["plain"])
 print(f"{'server':<32} {'req/s (median)':>15} {'vs plain':>9} {'failed':>7}")
-labels = {"plain": "axum, no middleware", "diag-nolog": "hammer-diag, RUST_LOG=warn", "diag-log": "hammer-diag, request logs on"}
-for name in ["plain", "diag-nolog", "diag-log"]:
+labels = {"plain": "axum, no middleware", "diag-nolog": "hammer-diag, RUST_LOG=warn",
+          "diag-profiled": "hammer-diag, during 99 Hz profile", "diag-log": "hammer-diag, request logs on"}
+for name in ["plain", "diag-nolog", "diag-profiled", "diag-log"]:
     med = statistics.median(r for r, _ in rows[name])
     print(f"{labels[name]:<32} {med:>15.0f} {(med / base - 1) * 100:>+8.1f}% {sum(f for _, f in rows[name]):>7}")
 PY

@@ -1,8 +1,9 @@
-//! Run with `cargo run --release -p hammer-diag --example bench_server -- MODE ADDR`.
+//! Run with `cargo run --release -p hammer-diag --example bench_server -- MODE ADDR [DIAG_ADDR]`.
 //!
 //! The same `/hello` handler served two ways, for `bench/diag-overhead.sh`:
 //! MODE `plain` is bare `axum::serve`; MODE `diag` is hammer-diag's server
-//! with all its middleware (logging filtered by `RUST_LOG`).
+//! with all its middleware (logging filtered by `RUST_LOG`), and its
+//! diagnostics listener on DIAG_ADDR when given.
 
 use axum::routing::get;
 use axum::Router;
@@ -23,8 +24,12 @@ async fn main() -> std::io::Result<()> {
         "plain" => axum::serve(listener, app).await,
         "diag" => {
             hammer_diag::init_logging();
+            let diag = match args.next() {
+                Some(addr) => Some(tokio::net::TcpListener::bind(addr).await?),
+                None => None,
+            };
             hammer_diag::Diag::new("bench", hammer_diag::Options::default())
-                .serve(app, listener, None)
+                .serve(app, listener, diag)
                 .await
         }
         other => {

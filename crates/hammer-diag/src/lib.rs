@@ -12,8 +12,11 @@
 //! - a header-read timeout, and drain on SIGTERM: readiness goes false, the
 //!   listeners close, requests in flight finish, then [`Diag::serve`] returns.
 //!
-//! CPU and heap profiles, task dumps and trace capture (`/debug/pprof/*`)
-//! are not built yet.
+//! - `/debug/pprof/profile?seconds=N` on the diagnostics listener: a CPU
+//!   profile as pprof protobuf (`go tool pprof`), SVG flame graph or
+//!   callgrind text.
+//!
+//! Heap profiles, task dumps and trace capture are not built yet.
 //!
 //! ```no_run
 //! use axum::{routing::get, Router};
@@ -30,9 +33,11 @@
 //! # }
 //! ```
 
+pub mod callgrind;
 pub mod connections;
 pub mod metrics;
 pub mod middleware;
+pub mod profile;
 pub mod routes;
 pub mod serve;
 
@@ -84,6 +89,8 @@ pub(crate) struct Shared {
     metrics: Metrics,
     options: Options,
     shutdown: tokio::sync::watch::Sender<bool>,
+    /// A CPU profile is being taken.
+    profiling: AtomicBool,
 }
 
 /// A service's diagnostics: build one, wrap the service's router, serve.
@@ -107,6 +114,7 @@ impl Diag {
                 connections,
                 options,
                 shutdown: tokio::sync::watch::channel(false).0,
+                profiling: AtomicBool::new(false),
             }),
         }
     }
@@ -133,9 +141,11 @@ impl Diag {
         )
     }
 
-    /// The diagnostics listener's routes: `/metrics` and `/connections`.
+    /// The diagnostics listener's routes: `/metrics`, `/connections` and
+    /// `/debug/pprof/profile`.
     pub fn diag_router(&self) -> Router {
         Router::new()
+            .route("/debug/pprof/profile", get(profile::profile))
             .route("/metrics", get(routes::metrics))
             .route("/connections", get(routes::connections))
             .with_state(self.shared.clone())

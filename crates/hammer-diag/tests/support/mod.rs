@@ -51,9 +51,33 @@ pub struct Service {
     pub done: std::sync::mpsc::Receiver<std::io::Result<()>>,
 }
 
-/// The service's own routes: fast, slow, panicking, logging.
+/// Burns CPU for `ms` milliseconds under a name a profile must show.
+#[inline(never)]
+pub fn busy_test_function(ms: u64) -> u64 {
+    let start = std::time::Instant::now();
+    let mut x = 0u64;
+    while start.elapsed() < Duration::from_millis(ms) {
+        for i in 0..10_000u64 {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(i));
+        }
+    }
+    x
+}
+
+/// The service's own routes: fast, slow, CPU-bound, panicking, logging.
 pub fn app() -> Router {
     Router::new()
+        .route(
+            "/spin/{ms}",
+            get(
+                |axum::extract::Path(ms): axum::extract::Path<u64>| async move {
+                    tokio::task::spawn_blocking(move || busy_test_function(ms.min(1000)))
+                        .await
+                        .map(|x| x.to_string())
+                        .unwrap_or_default()
+                },
+            ),
+        )
         .route("/hello", get(|| async { "hello\n" }))
         .route(
             "/slow/{ms}",

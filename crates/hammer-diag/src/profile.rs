@@ -1,0 +1,210 @@
+//! Provides `/debug/pprof/profile?seconds=N`: a CPU profile of every thread,
+//! sampled by pprof-rs, as gzip'd pprof protobuf (what `go tool pprof`
+//! reads), or with `&format=flamegraph` an SVG flame graph (inferno), or
+//! with `&format=callgrind` callgrind text (kcachegrind, callgrind_annotate).
+//! One profile at a time: a second gets 409.
+
+use std::io::Write as _;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{RawQuery, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use pprof::protos::Message as _;
+
+use crate::callgrind;
+use crate::middleware::error_response;
+use crate::Shared;
+
+/// Longest profile accepted.
+pub const MAX_SECONDS: u64 = 300;
+
+/// What to return.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// gzip'd pprof protobuf.
+    Pprof,
+    /// SVG flame graph.
+    Flamegraph,
+    /// callgrind text.
+    Callgrind,
+}
+
+/// A parsed profile request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProfileRequest {
+    /// How long to sample.
+    pub seconds: u64,
+    /// Samples per second per thread.
+    pub hz: i32,
+    /// Output format.
+    pub format: Format,
+}
+
+impl ProfileRequest {
+    /// Parses `seconds` (1..=300, default 30), `hz` (1..=1000, default 99)
+    /// and `format` (pprof, flamegraph, callgrind).
+    pub fn parse(query: Option<&str>) -> Result<Self, String> {
+        let mut req = ProfileRequest {
+            seconds: 30,
+            hz: 99,
+            format: Format::Pprof,
+        };
+        for pair in query
+            .unwrap_or_default()
+            .split('&')
+            .filter(|p| !p.is_empty())
+        {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            match k {
+                "seconds" => {
+                    req.seconds = v
+                        .parse()
+                        .ok()
+                        .filter(|s| (1..=MAX_SECONDS).contains(s))
+                        .ok_or_else(|| {
+                            format!("seconds must be between 1 and {MAX_SECONDS}, got {v:?}")
+                        })?
+                }
+                "hz" => {
+                    req.hz = v
+                        .parse()
+                        .ok()
+                        .filter(|h| (1..=1000).contains(h))
+                        .ok_or_else(|| format!("hz must be between 1 and 1000, got {v:?}"))?
+                }
+                "format" => {
+                    req.format = match v {
+                        "pprof" | "proto" => Format::Pprof,
+                        "flamegraph" | "svg" => Format::Flamegraph,
+                        "callgrind" => Format::Callgrind,
+                        _ => {
+                            return Err(format!(
+                                "format must be pprof, flamegraph or callgrind, got {v:?}"
+                            ))
+                        }
+                    }
+                }
+                _ => return Err(format!("unknown parameter {k:?}: use seconds, hz, format")),
+            }
+        }
+        Ok(req)
+    }
+}
+
+/// Clears the "profiling" flag however the profile ends.
+struct Busy(Arc<Shared>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.profiling.store(false, Ordering::SeqCst);
+    }
+}
+
+pub(crate) async fn profile(
+    State(shared): State<Arc<Shared>>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let req = match ProfileRequest::parse(query.as_deref()) {
+        Ok(r) => r,
+        Err(e) => return error_response(StatusCode::BAD_REQUEST, &e),
+    };
+    if shared.profiling.swap(true, Ordering::SeqCst) {
+        return error_response(
+            StatusCode::CONFLICT,
+            "a CPU profile is already running; try again when it ends",
+        );
+    }
+    let busy = Busy(shared);
+    // The profiler is process-wide and its guard is not Send: sample on a
+    // blocking thread and sleep there.
+    let result = tokio::task::spawn_blocking(move || sample(req)).await;
+    drop(busy);
+    match result {
+        Ok(Ok(response)) => response,
+        Ok(Err(e)) => error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("profiling failed: {e}"),
+        ),
+        Err(e) => error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("profiling failed: {e}"),
+        ),
+    }
+}
+
+fn sample(req: ProfileRequest) -> Result<Response, String> {
+    let guard = pprof::ProfilerGuardBuilder::default()
+        .frequency(req.hz)
+        .blocklist(&["libc", "libgcc", "pthread", "vdso"])
+        .build()
+        .map_err(|e| e.to_string())?;
+    std::thread::sleep(Duration::from_secs(req.seconds));
+    let report = guard.report().build().map_err(|e| e.to_string())?;
+    drop(guard);
+    Ok(match req.format {
+        Format::Pprof => {
+            let profile = report.pprof().map_err(|e| e.to_string())?;
+            let bytes = profile.write_to_bytes().map_err(|e| e.to_string())?;
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            gz.write_all(&bytes).map_err(|e| e.to_string())?;
+            let body = gz.finish().map_err(|e| e.to_string())?;
+            (
+                [
+                    (header::CONTENT_TYPE, "application/octet-stream"),
+                    (
+                        header::CONTENT_DISPOSITION,
+                        "attachment; filename=\"profile.pb.gz\"",
+                    ),
+                ],
+                body,
+            )
+                .into_response()
+        }
+        Format::Flamegraph => {
+            let mut svg = Vec::new();
+            report.flamegraph(&mut svg).map_err(|e| e.to_string())?;
+            ([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response()
+        }
+        Format::Callgrind => {
+            let stacks = report.data.iter().map(|(frames, &count)| callgrind::Stack {
+                frames: frames
+                    .frames
+                    .iter()
+                    .flat_map(|inlined| inlined.iter().map(|s| s.name()))
+                    .collect(),
+                count: count.max(0) as u64,
+            });
+            (
+                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                callgrind::write(stacks),
+            )
+                .into_response()
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_bounds_the_query() {
+        let r = ProfileRequest::parse(Some("seconds=5&format=callgrind&hz=250")).unwrap();
+        assert_eq!((r.seconds, r.hz, r.format), (5, 250, Format::Callgrind));
+        assert_eq!(ProfileRequest::parse(None).unwrap().seconds, 30);
+        for bad in [
+            "seconds=0",
+            "seconds=301",
+            "seconds=x",
+            "hz=0",
+            "hz=5000",
+            "format=png",
+            "depth=3",
+        ] {
+            assert!(ProfileRequest::parse(Some(bad)).is_err(), "{bad}");
+        }
+    }
+}
