@@ -16,7 +16,10 @@
 //!   profile as pprof protobuf (`go tool pprof`), SVG flame graph or
 //!   callgrind text.
 //!
-//! Heap profiles, task dumps and trace capture are not built yet.
+//! - `/debug/pprof/tasks`: live tokio tasks, workers, queue depth and open
+//!   connections, so a task leak shows.
+//!
+//! Heap profiles, per-task stack traces and trace capture are not built yet.
 //!
 //! ```no_run
 //! use axum::{routing::get, Router};
@@ -40,6 +43,7 @@ pub mod middleware;
 pub mod profile;
 pub mod routes;
 pub mod serve;
+pub mod tasks;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -141,11 +145,12 @@ impl Diag {
         )
     }
 
-    /// The diagnostics listener's routes: `/metrics`, `/connections` and
-    /// `/debug/pprof/profile`.
+    /// The diagnostics listener's routes: `/metrics`, `/connections`,
+    /// `/debug/pprof/profile` and `/debug/pprof/tasks`.
     pub fn diag_router(&self) -> Router {
         Router::new()
             .route("/debug/pprof/profile", get(profile::profile))
+            .route("/debug/pprof/tasks", get(tasks::tasks))
             .route("/metrics", get(routes::metrics))
             .route("/connections", get(routes::connections))
             .with_state(self.shared.clone())

@@ -1,7 +1,8 @@
 //! Provides the service's Prometheus metrics: requests by route, method and
 //! status; requests in flight; a latency histogram whose buckets resolve a
-//! 60 ms SLO; open and accepted connections; and the process's CPU time,
-//! resident memory and open file descriptors, read at scrape time. The
+//! 60 ms SLO; open and accepted connections; tokio's live tasks and queue
+//! depth; and the process's CPU time, resident memory and open file
+//! descriptors, read at scrape time. The
 //! exposition is the classic Prometheus text format (`promtool check
 //! metrics` passes on it).
 
@@ -44,6 +45,8 @@ pub struct Metrics {
     cpu_seconds: Counter,
     resident_bytes: IntGauge,
     open_fds: IntGauge,
+    tasks_alive: IntGauge,
+    global_queue_depth: IntGauge,
 }
 
 const LABELS: [&str; 3] = ["route", "method", "status"];
@@ -88,9 +91,16 @@ impl Metrics {
                 "Resident memory size in bytes",
             ),
             open_fds: gauge("process_open_fds", "Open file descriptors"),
+            tasks_alive: gauge("tokio_tasks_alive", "Tokio tasks spawned and not finished"),
+            global_queue_depth: gauge(
+                "tokio_global_queue_depth",
+                "Tokio tasks waiting in the global queue",
+            ),
             registry,
         };
-        let collectors: [Box<dyn prometheus::core::Collector>; 8] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 10] = [
+            Box::new(m.tasks_alive.clone()),
+            Box::new(m.global_queue_depth.clone()),
             Box::new(m.requests.clone()),
             Box::new(m.duration.clone()),
             Box::new(m.in_flight.clone()),
@@ -147,6 +157,10 @@ impl Metrics {
         }
         if let Some(fds) = process.open_fds {
             self.open_fds.set(fds as i64);
+        }
+        if let Some(rt) = crate::tasks::RuntimeStats::current() {
+            self.tasks_alive.set(rt.alive_tasks as i64);
+            self.global_queue_depth.set(rt.global_queue_depth as i64);
         }
         let mut out = Vec::new();
         TextEncoder::new()

@@ -292,3 +292,40 @@ fn drain_finishes_every_accepted_request() {
         "the listener is closed"
     );
 }
+
+fn alive_tasks(diag: std::net::SocketAddr) -> u64 {
+    let v: serde_json::Value =
+        serde_json::from_slice(&fetch(diag, "/debug/pprof/tasks").body).unwrap();
+    v["runtime"]["alive_tasks"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no task count in {v}"))
+}
+
+/// Each connection holds a task; when every client has gone, the task
+/// count returns to its idle value (no leak).
+#[test]
+fn tasks_return_to_idle_after_connections_close() {
+    let svc = start(Options::default());
+    let idle = alive_tasks(svc.diag);
+    let mut clients: Vec<Client> = (0..20).map(|_| Client::connect(svc.public)).collect();
+    for c in &mut clients {
+        assert_eq!(c.get("/hello", &[]).unwrap().status, 200);
+    }
+    let busy = alive_tasks(svc.diag);
+    assert!(
+        busy >= idle + 20,
+        "20 open connections but tasks went from {idle} to {busy}"
+    );
+    drop(clients);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut now = alive_tasks(svc.diag);
+    while now > idle && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        now = alive_tasks(svc.diag);
+    }
+    assert_eq!(
+        now, idle,
+        "tasks alive after every connection closed: a leak"
+    );
+    assert_eq!(fetch(svc.public, "/debug/pprof/tasks").status, 404);
+}
