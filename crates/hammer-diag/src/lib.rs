@@ -19,7 +19,11 @@
 //! - `/debug/pprof/tasks`: live tokio tasks, workers, queue depth and open
 //!   connections, so a task leak shows.
 //!
-//! Heap profiles, per-task stack traces and trace capture are not built yet.
+//! - `/debug/pprof/trace?seconds=N`: every span in the window (one per
+//!   request, with ID, route and status, and the handler's own spans) as
+//!   Chrome trace-event JSON for Perfetto; free outside a window.
+//!
+//! Heap profiles and per-task stack traces are not built yet.
 //!
 //! ```no_run
 //! use axum::{routing::get, Router};
@@ -44,6 +48,7 @@ pub mod profile;
 pub mod routes;
 pub mod serve;
 pub mod tasks;
+pub mod trace;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -145,12 +150,13 @@ impl Diag {
         )
     }
 
-    /// The diagnostics listener's routes: `/metrics`, `/connections`,
-    /// `/debug/pprof/profile` and `/debug/pprof/tasks`.
+    /// The diagnostics listener's routes: `/metrics`, `/connections` and
+    /// `/debug/pprof/{profile,tasks,trace}`.
     pub fn diag_router(&self) -> Router {
         Router::new()
             .route("/debug/pprof/profile", get(profile::profile))
             .route("/debug/pprof/tasks", get(tasks::tasks))
+            .route("/debug/pprof/trace", get(trace::trace))
             .route("/metrics", get(routes::metrics))
             .route("/connections", get(routes::connections))
             .with_state(self.shared.clone())
@@ -181,12 +187,21 @@ impl Diag {
 }
 
 /// Logs to stderr through `tracing`, one line per event with the request's
-/// span fields (its request ID), filtered by `RUST_LOG` (default `info`).
+/// span fields (its request ID), filtered by `RUST_LOG` (default `info`);
+/// and installs the trace-capture layer, which sees spans only inside a
+/// `/debug/pprof/trace` window, whatever `RUST_LOG` says.
 pub fn init_logging() {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::Layer as _;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+    let _ = tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_filter(filter),
+        )
+        .with(trace::layer())
         .try_init();
 }

@@ -66,14 +66,22 @@ pub(crate) async fn observe(
         .map_or("unmatched", MatchedPath::as_str)
         .to_owned();
     let method = req.method().to_string();
-    let span = tracing::info_span!("request", request_id = %id);
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %method,
+        route = %route,
+        status = tracing::field::Empty,
+    );
     let in_flight = shared.metrics.start();
     let start = Instant::now();
+    let request_span = span.clone();
     async move {
-        tracing::info!(method = %method, path = %req.uri().path(), "request start");
+        tracing::info!(path = %req.uri().path(), "request start");
         let mut response = next.run(req).await;
         let elapsed = start.elapsed();
         let status = response.status().as_u16();
+        request_span.record("status", status);
         tracing::info!(
             status,
             duration_ms = elapsed.as_secs_f64() * 1000.0,

@@ -20,11 +20,17 @@ pub fn logs() -> String {
 fn log_buffer() -> &'static Arc<Mutex<Vec<u8>>> {
     static BUF: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
     BUF.get_or_init(|| {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        use tracing_subscriber::util::SubscriberInitExt as _;
         let buf = Arc::new(Mutex::new(Vec::new()));
         let writer = buf.clone();
-        tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_writer(move || Capture(writer.clone()))
+        tracing_subscriber::registry()
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(false)
+                    .with_writer(move || Capture(writer.clone())),
+            )
+            .with(hammer_diag::trace::layer())
             .init();
         buf
     })
@@ -95,6 +101,14 @@ pub fn app() -> Router {
                     panic!("boom in a handler");
                 }
                 "unreachable\n"
+            }),
+        )
+        .route(
+            "/work",
+            get(|| async {
+                let inner = tracing::info_span!("inner", step = "compute");
+                let _entered = inner.enter();
+                busy_test_function(2).to_string()
             }),
         )
         .route(

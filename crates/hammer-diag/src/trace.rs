@@ -1,0 +1,239 @@
+//! Provides `/debug/pprof/trace?seconds=N`, the counterpart of Go's short
+//! execution trace: for that window only, every `tracing` span (one per
+//! request, with its request ID, method, route and status, and the spans
+//! inside the handler) is recorded and returned as Chrome trace-event JSON,
+//! which Perfetto UI and chrome://tracing open.
+//!
+//! Outside a window the cost is one relaxed atomic load per span callsite:
+//! the capture layer's filter says no, and nothing is recorded.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Map, Value};
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing::Subscriber;
+use tracing_subscriber::filter::{filter_fn, Filtered};
+use tracing_subscriber::layer::{Context, Layer};
+use tracing_subscriber::registry::LookupSpan;
+
+use crate::middleware::error_response;
+use crate::Shared;
+
+/// Longest trace window accepted.
+pub const MAX_SECONDS: u64 = 60;
+/// Most spans one window keeps; later ones are dropped (and counted).
+const MAX_SPANS: usize = 1_000_000;
+
+static ACTIVE: AtomicBool = AtomicBool::new(false);
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+static SPANS: Mutex<Vec<Recorded>> = Mutex::new(Vec::new());
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// A small number per thread, and its name, for the trace's rows.
+fn thread() -> (u64, String) {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    thread_local! {
+        static ME: (u64, String) = (
+            NEXT.fetch_add(1, Ordering::Relaxed),
+            std::thread::current().name().unwrap_or("unnamed").to_string(),
+        );
+    }
+    ME.with(Clone::clone)
+}
+
+struct Recorded {
+    name: &'static str,
+    start: Instant,
+    duration: Duration,
+    thread: (u64, String),
+    fields: Vec<(&'static str, String)>,
+}
+
+/// A span's data while it is open.
+struct Open {
+    start: Instant,
+    thread: (u64, String),
+    fields: Vec<(&'static str, String)>,
+}
+
+struct Fields<'a>(&'a mut Vec<(&'static str, String)>);
+
+impl Visit for Fields<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.push((field.name(), value.to_string()));
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.0.push((field.name(), format!("{value:?}")));
+    }
+}
+
+/// The layer that records spans during a capture window.
+pub struct Capture;
+
+impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Capture {
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        let mut fields = Vec::new();
+        attrs.record(&mut Fields(&mut fields));
+        span.extensions_mut().insert(Open {
+            start: Instant::now(),
+            thread: thread(),
+            fields,
+        });
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        let mut extensions = span.extensions_mut();
+        if let Some(open) = extensions.get_mut::<Open>() {
+            values.record(&mut Fields(&mut open.fields));
+        }
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(&id) else { return };
+        let Some(open) = span.extensions_mut().remove::<Open>() else {
+            return;
+        };
+        let mut spans = SPANS.lock().unwrap_or_else(|e| e.into_inner());
+        if spans.len() >= MAX_SPANS {
+            DROPPED.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        spans.push(Recorded {
+            name: span.name(),
+            start: open.start,
+            duration: open.start.elapsed(),
+            thread: open.thread,
+            fields: open.fields,
+        });
+    }
+}
+
+/// The capture layer with its filter: spans are seen only inside a window.
+/// `init_logging` installs it; add it yourself when building your own
+/// subscriber.
+pub fn layer<S: Subscriber + for<'a> LookupSpan<'a>>() -> Filtered<
+    Capture,
+    tracing_subscriber::filter::FilterFn<impl Fn(&tracing::Metadata<'_>) -> bool>,
+    S,
+> {
+    Capture.with_filter(filter_fn(|meta| {
+        meta.is_span() && ACTIVE.load(Ordering::Relaxed)
+    }))
+}
+
+fn parse_seconds(query: Option<&str>) -> Result<u64, String> {
+    let mut seconds = 1;
+    for pair in query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        match pair.split_once('=').unwrap_or((pair, "")) {
+            ("seconds", v) => {
+                seconds = v
+                    .parse()
+                    .ok()
+                    .filter(|s| (1..=MAX_SECONDS).contains(s))
+                    .ok_or_else(|| {
+                        format!("seconds must be between 1 and {MAX_SECONDS}, got {v:?}")
+                    })?
+            }
+            (k, _) => return Err(format!("unknown parameter {k:?}: use seconds")),
+        }
+    }
+    Ok(seconds)
+}
+
+pub(crate) async fn trace(
+    State(_shared): State<Arc<Shared>>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let seconds = match parse_seconds(query.as_deref()) {
+        Ok(s) => s,
+        Err(e) => return error_response(StatusCode::BAD_REQUEST, &e),
+    };
+    if ACTIVE.load(Ordering::SeqCst) {
+        return error_response(
+            StatusCode::CONFLICT,
+            "a trace is already being captured; try again when it ends",
+        );
+    }
+    SPANS.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    DROPPED.store(0, Ordering::Relaxed);
+    let begin = Instant::now();
+    if ACTIVE.swap(true, Ordering::SeqCst) {
+        return error_response(
+            StatusCode::CONFLICT,
+            "a trace is already being captured; try again when it ends",
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    ACTIVE.store(false, Ordering::SeqCst);
+    let spans = std::mem::take(&mut *SPANS.lock().unwrap_or_else(|e| e.into_inner()));
+    Json(chrome_trace(&spans, begin, DROPPED.load(Ordering::Relaxed))).into_response()
+}
+
+/// Chrome trace-event JSON: one complete (`X`) event per span, timestamps in
+/// microseconds from the start of the window, and a name row per thread.
+fn chrome_trace(spans: &[Recorded], begin: Instant, dropped: u64) -> Value {
+    let _ = epoch();
+    let mut events: Vec<Value> = Vec::with_capacity(spans.len() + 8);
+    let mut threads: Vec<&(u64, String)> = spans.iter().map(|s| &s.thread).collect();
+    threads.sort();
+    threads.dedup();
+    for (tid, name) in threads {
+        events.push(
+            json!({"name": "thread_name", "ph": "M", "pid": 1, "tid": tid, "args": {"name": name}}),
+        );
+    }
+    for s in spans {
+        let args: Map<String, Value> = s
+            .fields
+            .iter()
+            .map(|(k, v)| (k.to_string(), Value::String(v.clone())))
+            .collect();
+        let ts = s.start.saturating_duration_since(begin).as_secs_f64() * 1e6;
+        events.push(json!({
+            "name": s.name, "cat": "span", "ph": "X", "pid": 1, "tid": s.thread.0,
+            "ts": ts, "dur": s.duration.as_secs_f64() * 1e6, "args": args,
+        }));
+    }
+    json!({ "traceEvents": events, "displayTimeUnit": "ms", "otherData": { "dropped_spans": dropped } })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    #[test]
+    fn records_fields_set_after_creation() {
+        let subscriber = tracing_subscriber::registry().with(layer());
+        tracing::subscriber::with_default(subscriber, || {
+            ACTIVE.store(true, Ordering::SeqCst);
+            let span = tracing::info_span!("unit", status = tracing::field::Empty);
+            span.record("status", 201u16);
+            drop(span);
+            ACTIVE.store(false, Ordering::SeqCst);
+        });
+        let spans = std::mem::take(&mut *SPANS.lock().unwrap());
+        let unit = spans
+            .iter()
+            .find(|s| s.name == "unit")
+            .expect("span recorded");
+        assert_eq!(unit.fields, vec![("status", "201".to_string())]);
+    }
+}
