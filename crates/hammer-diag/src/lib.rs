@@ -23,7 +23,9 @@
 //!   request, with ID, route and status, and the handler's own spans) as
 //!   Chrome trace-event JSON for Perfetto; free outside a window.
 //!
-//! Heap profiles and per-task stack traces are not built yet.
+//! - `/debug/pprof/heap` (feature `heap`): jemalloc's heap profile as pprof.
+//!
+//! Per-task stack traces are not built yet.
 //!
 //! ```no_run
 //! use axum::{routing::get, Router};
@@ -42,6 +44,7 @@
 
 pub mod callgrind;
 pub mod connections;
+pub mod heap;
 pub mod metrics;
 pub mod middleware;
 pub mod profile;
@@ -151,9 +154,10 @@ impl Diag {
     }
 
     /// The diagnostics listener's routes: `/metrics`, `/connections` and
-    /// `/debug/pprof/{profile,tasks,trace}`.
+    /// `/debug/pprof/{heap,profile,tasks,trace}`.
     pub fn diag_router(&self) -> Router {
         Router::new()
+            .route("/debug/pprof/heap", get(heap::heap))
             .route("/debug/pprof/profile", get(profile::profile))
             .route("/debug/pprof/tasks", get(tasks::tasks))
             .route("/debug/pprof/trace", get(trace::trace))

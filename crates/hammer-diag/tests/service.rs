@@ -329,3 +329,12 @@ fn tasks_return_to_idle_after_connections_close() {
     );
     assert_eq!(fetch(svc.public, "/debug/pprof/tasks").status, 404);
 }
+
+/// Without jemalloc profiling, the heap endpoint says how to turn it on.
+#[test]
+fn heap_without_jemalloc_is_a_501_that_says_how_to_enable_it() {
+    let svc = start(Options::default());
+    let r = fetch(svc.diag, "/debug/pprof/heap");
+    assert_eq!(r.status, 501);
+    assert!(r.text().contains("tikv-jemallocator"), "{}", r.text());
+}
