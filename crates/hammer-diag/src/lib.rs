@@ -48,6 +48,7 @@ pub mod heap;
 pub mod metrics;
 pub mod middleware;
 pub mod profile;
+pub mod query;
 pub mod routes;
 pub mod serve;
 pub mod tasks;

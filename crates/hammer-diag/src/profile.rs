@@ -16,6 +16,7 @@ use pprof::protos::Message as _;
 
 use crate::callgrind;
 use crate::middleware::error_response;
+use crate::query;
 use crate::Shared;
 
 /// Longest profile accepted.
@@ -52,29 +53,10 @@ impl ProfileRequest {
             hz: 99,
             format: Format::Pprof,
         };
-        for pair in query
-            .unwrap_or_default()
-            .split('&')
-            .filter(|p| !p.is_empty())
-        {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        for (k, v) in query::pairs(query) {
             match k {
-                "seconds" => {
-                    req.seconds = v
-                        .parse()
-                        .ok()
-                        .filter(|s| (1..=MAX_SECONDS).contains(s))
-                        .ok_or_else(|| {
-                            format!("seconds must be between 1 and {MAX_SECONDS}, got {v:?}")
-                        })?
-                }
-                "hz" => {
-                    req.hz = v
-                        .parse()
-                        .ok()
-                        .filter(|h| (1..=1000).contains(h))
-                        .ok_or_else(|| format!("hz must be between 1 and 1000, got {v:?}"))?
-                }
+                "seconds" => req.seconds = query::bounded("seconds", v, 1..=MAX_SECONDS)?,
+                "hz" => req.hz = query::bounded("hz", v, 1..=1000)?,
                 "format" => {
                     req.format = match v {
                         "pprof" | "proto" => Format::Pprof,

@@ -24,6 +24,7 @@ use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::middleware::error_response;
+use crate::query;
 use crate::Shared;
 
 /// Longest trace window accepted.
@@ -136,22 +137,10 @@ pub fn layer<S: Subscriber + for<'a> LookupSpan<'a>>() -> Filtered<
 
 fn parse_seconds(query: Option<&str>) -> Result<u64, String> {
     let mut seconds = 1;
-    for pair in query
-        .unwrap_or_default()
-        .split('&')
-        .filter(|p| !p.is_empty())
-    {
-        match pair.split_once('=').unwrap_or((pair, "")) {
-            ("seconds", v) => {
-                seconds = v
-                    .parse()
-                    .ok()
-                    .filter(|s| (1..=MAX_SECONDS).contains(s))
-                    .ok_or_else(|| {
-                        format!("seconds must be between 1 and {MAX_SECONDS}, got {v:?}")
-                    })?
-            }
-            (k, _) => return Err(format!("unknown parameter {k:?}: use seconds")),
+    for (k, v) in query::pairs(query) {
+        match k {
+            "seconds" => seconds = query::bounded("seconds", v, 1..=MAX_SECONDS)?,
+            _ => return Err(format!("unknown parameter {k:?}: use seconds")),
         }
     }
     Ok(seconds)

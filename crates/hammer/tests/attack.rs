@@ -22,13 +22,7 @@ fn closed_loop_sends_exactly_n_requests() {
     assert_eq!(v["mode"], "closed");
     // Four connections, plus the one that checks the target before the run:
     // closed loop never opens more.
-    assert!(
-        server
-            .seen
-            .connections
-            .load(std::sync::atomic::Ordering::SeqCst)
-            <= 4 + PREFLIGHT
-    );
+    assert!(server.connections() <= 4 + PREFLIGHT);
 }
 
 /// The server holds every request that arrives in the first 200 ms of each
@@ -106,14 +100,9 @@ fn open_loop_holds_rate_and_schedule() {
 fn a_server_that_dies_mid_run_gives_a_report_with_errors() {
     let mut server = Server::start(Behavior::Fast);
     let url = server.url("/");
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_hammer"))
-        .args([
-            "attack", "-r", "200", "-d", "3s", "--format", "json", "-q", &url,
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = support::spawn_hammer(&[
+        "attack", "-r", "200", "-d", "3s", "--format", "json", "-q", &url,
+    ]);
     std::thread::sleep(Duration::from_millis(1000));
     server.kill();
     let out = support::wait_limited(child, LIMIT);
@@ -207,13 +196,7 @@ fn disable_keepalive_opens_a_connection_per_request() {
         LIMIT,
     );
     assert_eq!(v["succeeded"], 50);
-    assert_eq!(
-        server
-            .seen
-            .connections
-            .load(std::sync::atomic::Ordering::SeqCst),
-        50 + PREFLIGHT
-    );
+    assert_eq!(server.connections(), 50 + PREFLIGHT);
 }
 
 #[test]
@@ -333,22 +316,17 @@ fn ctrl_c_stops_reports_and_exits_130() {
     let server = Server::start(Behavior::Fast);
     let dir = tempfile::tempdir().unwrap();
     let out_file = dir.path().join("run.json");
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_hammer"))
-        .args([
-            "attack",
-            "-q",
-            "-r",
-            "200",
-            "-d",
-            "60s",
-            "-o",
-            out_file.to_str().unwrap(),
-            &server.url("/"),
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = support::spawn_hammer(&[
+        "attack",
+        "-q",
+        "-r",
+        "200",
+        "-d",
+        "60s",
+        "-o",
+        out_file.to_str().unwrap(),
+        &server.url("/"),
+    ]);
     std::thread::sleep(Duration::from_millis(1500));
     let pid = rustix::process::Pid::from_child(&child);
     rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
@@ -419,12 +397,7 @@ fn help_explains_every_flag_with_examples() {
 #[test]
 fn a_closed_stdout_is_not_a_panic() {
     let server = Server::start(Behavior::Fast);
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hammer"))
-        .args(["attack", "-q", "-n", "20", &server.url("/")])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = support::spawn_hammer(&["attack", "-q", "-n", "20", &server.url("/")]);
     drop(child.stdout.take());
     let out = support::wait_limited(child, LIMIT);
     let err = String::from_utf8_lossy(&out.stderr);

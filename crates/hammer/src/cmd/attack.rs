@@ -23,7 +23,7 @@ use hammer_core::targets::{parse_header, parse_targets, Target};
 use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
 use hdrhistogram::serialization::V2DeflateSerializer;
 
-use super::{bad_input, print_stdout, Exit};
+use super::{bad_input, parse_slo, print_stdout, Exit};
 use crate::cli::{Arrivals, AttackArgs, Format};
 
 const DEFAULT_DURATION: Duration = Duration::from_secs(10);
@@ -166,12 +166,7 @@ fn resolve(args: &AttackArgs, max_conns: Option<u64>) -> Result<Attack> {
         Mode::Open { plan, .. } => Some(plan.mean_rate() / shard.stride as f64),
         Mode::Closed => None,
     };
-    let slo = args
-        .slo
-        .as_deref()
-        .map(Slo::parse)
-        .transpose()
-        .map_err(|e| bad_input(e.to_string()))?;
+    let slo = parse_slo(args.slo.as_deref())?;
     let total = duration.or(plan_duration);
     let goal = match (total, args.requests) {
         (_, Some(n)) => Goal::Requests(shard.count_of(n)),

@@ -34,6 +34,13 @@ pub fn print_stdout(text: &str) -> anyhow::Result<()> {
     }
 }
 
+/// Parses `--slo` when given; a bad expression is bad input.
+pub fn parse_slo(text: Option<&str>) -> anyhow::Result<Option<hammer_core::slo::Slo>> {
+    text.map(hammer_core::slo::Slo::parse)
+        .transpose()
+        .map_err(|e| bad_input(e.to_string()))
+}
+
 /// How a command ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {

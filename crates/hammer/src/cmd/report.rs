@@ -3,20 +3,14 @@
 
 use anyhow::{Context, Result};
 use hammer_core::result::RunResult;
-use hammer_core::slo::Slo;
 
-use super::{bad_input, print_stdout, Exit};
+use super::{bad_input, parse_slo, print_stdout, Exit};
 use crate::cli::{Format, ReportArgs};
 use hammer::report::text;
 
 /// Runs `hammer report`.
 pub fn run(args: ReportArgs) -> Result<Exit> {
-    let slo = args
-        .slo
-        .as_deref()
-        .map(Slo::parse)
-        .transpose()
-        .map_err(|e| bad_input(e.to_string()))?;
+    let slo = parse_slo(args.slo.as_deref())?;
     let mut results = Vec::with_capacity(args.files.len());
     for path in &args.files {
         let text = std::fs::read_to_string(path)

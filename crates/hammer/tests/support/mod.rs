@@ -105,6 +105,10 @@ impl Server {
         self.seen.requests.load(Ordering::SeqCst)
     }
 
+    pub fn connections(&self) -> u64 {
+        self.seen.connections.load(Ordering::SeqCst)
+    }
+
     /// Stops the server at once, as if the process died.
     pub fn kill(&mut self) {
         if let Some(rt) = self.runtime.take() {
@@ -162,14 +166,18 @@ async fn handle(
 
 /// Runs `hammer` with `args`, killing it (and failing) after `limit`.
 pub fn hammer(args: &[&str], limit: Duration) -> Output {
-    let child = Command::new(env!("CARGO_BIN_EXE_hammer"))
+    wait_limited(spawn_hammer(args), limit)
+}
+
+/// Starts `hammer` with `args`, its output piped.
+pub fn spawn_hammer(args: &[&str]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_hammer"))
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("hammer binary runs");
-    wait_limited(child, limit)
+        .expect("hammer binary runs")
 }
 
 /// Waits for a child, killing it and failing the test after `limit`.
