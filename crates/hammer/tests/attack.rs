@@ -404,3 +404,30 @@ fn a_closed_stdout_is_not_a_panic() {
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(out.status.code(), Some(0), "{err}");
 }
+
+/// Regression: with more workers than `-c`, each worker used to open one
+/// connection of its own, exceeding the cap in open loop.
+#[test]
+fn open_loop_never_exceeds_the_connection_cap() {
+    let server = Server::start(Behavior::Slow(Duration::from_millis(20)));
+    let v = hammer_json(
+        &[
+            "-r",
+            "200",
+            "-n",
+            "40",
+            "-c",
+            "1",
+            "-w",
+            "2",
+            &server.url("/"),
+        ],
+        LIMIT,
+    );
+    assert_eq!(v["succeeded"], 40);
+    assert!(
+        server.connections() <= 1 + PREFLIGHT,
+        "{} connections",
+        server.connections()
+    );
+}

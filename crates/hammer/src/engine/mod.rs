@@ -96,12 +96,9 @@ impl Run {
     /// get a short grace period.
     pub fn start(cfg: Config, stop: Arc<AtomicBool>) -> std::io::Result<Run> {
         let closed = matches!(cfg.mode, Mode::Closed);
-        let workers = if closed {
-            cfg.workers.min(cfg.connections)
-        } else {
-            cfg.workers
-        }
-        .max(1);
+        // Every worker needs a connection of its own: never more workers
+        // than connections, so `-c` caps the total in either mode.
+        let workers = cfg.workers.min(cfg.connections).max(1);
         let start = Instant::now() + LEAD_IN;
         let requests: Arc<[Prepared]> = cfg.requests.clone().into();
         let intervals: Arc<Vec<Mutex<Recorder>>> =
