@@ -19,7 +19,7 @@ use serde_json::{json, Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::Subscriber;
-use tracing_subscriber::filter::{filter_fn, Filtered};
+use tracing_subscriber::filter::DynFilterFn;
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
@@ -125,14 +125,20 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Capture {
 /// The capture layer with its filter: spans are seen only inside a window.
 /// `init_logging` installs it; add it yourself when building your own
 /// subscriber.
-pub fn layer<S: Subscriber + for<'a> LookupSpan<'a>>() -> Filtered<
-    Capture,
-    tracing_subscriber::filter::FilterFn<impl Fn(&tracing::Metadata<'_>) -> bool>,
-    S,
-> {
-    Capture.with_filter(filter_fn(|meta| {
+pub fn layer<S: Subscriber + for<'a> LookupSpan<'a>>() -> impl Layer<S> {
+    // Events never interest the capture, so their callsites are cached as
+    // "never" and cost nothing; spans are asked each time (one atomic load).
+    let filter = DynFilterFn::new(|meta: &tracing::Metadata<'_>, _: &Context<'_, S>| {
         meta.is_span() && ACTIVE.load(Ordering::Relaxed)
-    }))
+    })
+    .with_callsite_filter(|meta| {
+        if meta.is_span() {
+            tracing::subscriber::Interest::sometimes()
+        } else {
+            tracing::subscriber::Interest::never()
+        }
+    });
+    Capture.with_filter(filter)
 }
 
 fn parse_seconds(query: Option<&str>) -> Result<u64, String> {
