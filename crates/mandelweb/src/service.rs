@@ -36,13 +36,7 @@ pub fn router() -> Router {
 }
 
 fn parse_query(query: Option<&str>) -> Result<View, String> {
-    let pairs: Vec<(&str, &str)> = query
-        .unwrap_or_default()
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| p.split_once('=').unwrap_or((p, "")))
-        .collect();
-    View::from_params(pairs).map_err(|e| e.to_string())
+    View::from_params(hammer_diag::query::pairs(query)).map_err(|e| e.to_string())
 }
 
 async fn mandelbrot(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {

@@ -55,7 +55,16 @@ pub struct Conn {
     reader: ResponseReader,
 }
 
-fn write_error(e: &io::Error) -> ErrorKind {
+/// The kind of a failed connect.
+pub fn connect_error(e: &io::Error) -> ErrorKind {
+    match e.kind() {
+        io::ErrorKind::ConnectionRefused => ErrorKind::Refused,
+        _ => ErrorKind::Connect,
+    }
+}
+
+/// The kind of a failed read or write on an established connection.
+fn io_error(e: &io::Error) -> ErrorKind {
     match e.kind() {
         io::ErrorKind::ConnectionRefused => ErrorKind::Refused,
         io::ErrorKind::ConnectionReset
@@ -81,12 +90,8 @@ impl Conn {
 
     /// Checks a pending connect after a readiness event; `Ok(true)` once connected.
     pub fn finish_connect(&mut self) -> Result<bool, ErrorKind> {
-        let failed = |e: io::Error| match e.kind() {
-            io::ErrorKind::ConnectionRefused => ErrorKind::Refused,
-            _ => ErrorKind::Connect,
-        };
-        if let Some(e) = self.stream.take_error().map_err(failed)? {
-            return Err(failed(e));
+        if let Some(e) = self.stream.take_error().map_err(|e| connect_error(&e))? {
+            return Err(connect_error(&e));
         }
         match self.stream.peer_addr() {
             Ok(_) => {
@@ -94,7 +99,7 @@ impl Conn {
                 Ok(true)
             }
             Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
-            Err(e) => Err(failed(e)),
+            Err(e) => Err(connect_error(&e)),
         }
     }
 
@@ -110,7 +115,7 @@ impl Conn {
                 Ok(n) => f.written += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Wait,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Step::Fail(write_error(&e)),
+                Err(e) => return Step::Fail(io_error(&e)),
             }
         }
         Step::Wait
@@ -123,11 +128,9 @@ impl Conn {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Wait,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if self.busy.is_none() => {
-                    let _ = e;
-                    return Step::Drop;
-                }
-                Err(e) => return Step::Fail(write_error(&e)),
+                // An error on an idle connection ends only the connection.
+                Err(_) if self.busy.is_none() => return Step::Drop,
+                Err(e) => return Step::Fail(io_error(&e)),
             };
             let Some(f) = &mut self.busy else {
                 // The peer closed an idle keep-alive connection, or sent bytes

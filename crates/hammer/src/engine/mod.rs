@@ -94,13 +94,13 @@ const LEAD_IN: Duration = Duration::from_millis(5);
 impl Run {
     /// Starts the workers. Setting `stop` ends sending; in-flight requests
     /// get a short grace period.
-    pub fn start(cfg: Config, stop: Arc<AtomicBool>) -> std::io::Result<Run> {
+    pub fn start(mut cfg: Config, stop: Arc<AtomicBool>) -> std::io::Result<Run> {
         let closed = matches!(cfg.mode, Mode::Closed);
         // Every worker needs a connection of its own: never more workers
         // than connections, so `-c` caps the total in either mode.
         let workers = cfg.workers.min(cfg.connections).max(1);
         let start = Instant::now() + LEAD_IN;
-        let requests: Arc<[Prepared]> = cfg.requests.clone().into();
+        let requests: Arc<[Prepared]> = std::mem::take(&mut cfg.requests).into();
         let intervals: Arc<Vec<Mutex<Recorder>>> =
             Arc::new((0..workers).map(|_| Mutex::new(Recorder::new())).collect());
         let mut handles = Vec::with_capacity(workers);

@@ -19,7 +19,7 @@ use hammer_core::recorder::{ErrorKind, Recorder};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
-use super::conn::{Conn, Step};
+use super::conn::{connect_error, Conn, Step};
 use super::request::Prepared;
 use super::timer::PreciseTimer;
 
@@ -122,13 +122,6 @@ pub fn run<P: Pacer>(
     })
 }
 
-fn connect_error(e: &io::Error) -> ErrorKind {
-    match e.kind() {
-        io::ErrorKind::ConnectionRefused => ErrorKind::Refused,
-        _ => ErrorKind::Connect,
-    }
-}
-
 impl<P: Pacer> Worker<P> {
     fn run_loop(&mut self, shared: &Mutex<Recorder>, stop: &AtomicBool) -> io::Result<Instant> {
         let mut events = Events::with_capacity(1024);
@@ -203,14 +196,14 @@ impl<P: Pacer> Worker<P> {
     /// (the pacer is done), with the instant the send window closes.
     fn dispatch(&mut self) -> Option<Instant> {
         for _ in 0..MAX_BATCH {
-            let can_send = !self.idle.is_empty() || self.conns.len() < self.cfg.max_conns;
-            if !can_send && self.pacer.next() != Next::Done {
+            let next = self.pacer.next();
+            if next != Next::Done && !self.can_send() {
                 // Every connection is busy: due requests wait in the pacer,
                 // keeping their intended times.
                 return None;
             }
             let now = Instant::now();
-            let intended = match self.pacer.next() {
+            let intended = match next {
                 Next::Done => {
                     let end = self.cfg.start + self.pacer.end().unwrap_or_default();
                     return Some(end.max(now));
@@ -230,8 +223,7 @@ impl<P: Pacer> Worker<P> {
                         continue;
                     }
                 },
-                // Every connection is busy: the request waits in the pacer,
-                // keeping its intended time.
+                // Only stale idle entries were left: wait like above.
                 None => return None,
             };
             self.pacer.take();
@@ -243,12 +235,17 @@ impl<P: Pacer> Worker<P> {
     fn arm_timer(&mut self, now: Instant) -> io::Result<()> {
         if let Next::At(t) = self.pacer.next() {
             let at = self.cfg.start + t;
-            let can_send = !self.idle.is_empty() || self.conns.len() < self.cfg.max_conns;
-            if at > now && can_send {
+            if at > now && self.can_send() {
                 self.timer.arm(at)?;
             }
         }
         Ok(())
+    }
+
+    /// Whether a request could go out now: a connection is idle (or may
+    /// be: stale entries are skipped later) or another may be opened.
+    fn can_send(&self) -> bool {
+        !self.idle.is_empty() || self.conns.len() < self.cfg.max_conns
     }
 
     fn pop_idle(&mut self) -> Option<usize> {
