@@ -1,8 +1,9 @@
-//! mandelweb: the reference service of hammer's seeds. So far it holds the
-//! CPU-bound half: `GET /mandelbrot` ([`service`]), a view of the plane
-//! ([`view`]) rendered to a grayscale PNG ([`render`]) by a fast renderer
-//! that is pixel-identical to a plain scalar oracle, served with
-//! hammer-diag's diagnostics. The PostgreSQL `POST /find-by-age` half is to come.
+//! mandelweb: the reference service of hammer's seeds, served with
+//! hammer-diag's diagnostics ([`service`]). Its CPU-bound half is
+//! `GET /mandelbrot`: a view of the plane ([`view`]) rendered to a grayscale
+//! PNG ([`render`]) by a fast renderer that is pixel-identical to a plain
+//! scalar oracle. Its PostgreSQL-bound half is `POST /find-by-age` ([`db`]),
+//! with or without a connection pool, as in the seed's tuning experiment.
 //!
 //! ```
 //! use mandelweb::render::{fast, oracle};
@@ -13,6 +14,7 @@
 //! assert_eq!(counts, oracle::escape_counts(&view));
 //! ```
 
+pub mod db;
 pub mod render;
 pub mod service;
 pub mod view;

@@ -1,17 +1,24 @@
 //! Provides mandelweb's HTTP routes. `GET /mandelbrot` renders off the async
 //! workers (on the blocking pool, at most a few renders at once) so the
 //! server stays responsive under overload; bad parameters are a 400 with a
-//! JSON error, never a panic or an unbounded allocation.
+//! JSON error, never a panic or an unbounded allocation. `POST /find-by-age`
+//! runs one SELECT through [`Db`]: a bad body is a 400, an unreachable
+//! database a fast 503.
 
 use std::sync::Arc;
 
+use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
+use axum::routing::{get, post};
+use axum::{Json, Router};
 use hammer_diag::error_response;
+use serde::Deserialize;
 use tokio::sync::Semaphore;
+use tracing::Instrument;
+
+use crate::db::{Db, DbError};
 
 use crate::render::render_png;
 use crate::view::View;
@@ -23,16 +30,77 @@ pub const VERSION: &str = env!("MANDELWEB_VERSION");
 struct AppState {
     /// Renders running at once; each already uses every core.
     renders: Arc<Semaphore>,
+    /// None: started without `--database-url`.
+    db: Option<Db>,
 }
 
+/// The largest `POST /find-by-age` body accepted.
+pub const MAX_BODY: usize = 64 * 1024;
+
 /// The service's routes (hammer-diag adds `/info`, `/healthz`, `/readyz`).
-pub fn router() -> Router {
+/// Without a database `/find-by-age` answers 503 saying how to give one.
+pub fn router(db: Option<Db>) -> Router {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     Router::new()
         .route("/mandelbrot", get(mandelbrot))
+        .route("/find-by-age", post(find_by_age))
         .with_state(AppState {
             renders: Arc::new(Semaphore::new(2 * cores)),
+            db,
         })
+}
+
+#[derive(Deserialize)]
+struct FindByAge {
+    age: i64,
+}
+
+/// The age in a `{"age": N}` body, or what is wrong with the body.
+pub fn parse_age(body: &[u8]) -> Result<i32, String> {
+    const SHAPE: &str = "body must be a JSON object {\"age\": <integer>}";
+    // serde would also take a struct from an array (`[42]`); only an object will do.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(SHAPE.to_string());
+    }
+    let request: FindByAge = serde_json::from_slice(body).map_err(|e| format!("{SHAPE}: {e}"))?;
+    i32::try_from(request.age).map_err(|_| format!("age {} is out of range", request.age))
+}
+
+async fn find_by_age(State(state): State<AppState>, body: Body) -> Response {
+    let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(b) => b,
+        Err(_) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                &format!("body unreadable or over {} KiB", MAX_BODY / 1024),
+            )
+        }
+    };
+    let age = match parse_age(&bytes) {
+        Ok(age) => age,
+        Err(e) => return error_response(StatusCode::BAD_REQUEST, &e),
+    };
+    let Some(db) = &state.db else {
+        return error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no database: start mandelweb with --database-url (and seed it with `mandelweb seed-db`)",
+        );
+    };
+    let found = db
+        .find_by_age(age)
+        .instrument(tracing::info_span!("query", age))
+        .await;
+    match found {
+        Ok(rows) => Json(rows).into_response(),
+        Err(e @ DbError::Unavailable(_)) => {
+            tracing::warn!(error = %e, "find-by-age");
+            error_response(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "find-by-age");
+            error_response(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string())
+        }
+    }
 }
 
 fn parse_query(query: Option<&str>) -> Result<View, String> {

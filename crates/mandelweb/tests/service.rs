@@ -1,49 +1,11 @@
 //! Integration tests of the `mandelweb` binary: real process, real HTTP.
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use testkit::{fetch, Client};
 
-struct Service {
-    child: Child,
-    public: SocketAddr,
-    diag: SocketAddr,
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start() -> Service {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mandelweb"))
-        .args(["--listen", "127.0.0.1:0", "--diag-listen", "127.0.0.1:0"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("mandelweb runs");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut addr = || -> SocketAddr {
-        let line = lines.next().expect("an address line").unwrap();
-        let url = line.rsplit(' ').next().unwrap();
-        url.trim_start_matches("http://")
-            .trim_end_matches('/')
-            .parse()
-            .unwrap()
-    };
-    let (public, diag) = (addr(), addr());
-    Service {
-        child,
-        public,
-        diag,
-    }
-}
+mod support;
+use support::start;
 
 fn decode_png(bytes: &[u8]) -> (u32, u32) {
     let mut reader = png::Decoder::new(std::io::Cursor::new(bytes))

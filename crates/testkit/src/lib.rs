@@ -1,6 +1,9 @@
 //! Test support shared by hammer's crates: a raw HTTP/1.1 client over a
 //! plain TCP stream, so tests see exactly what a client would (complete
-//! responses, connections closed before or in the middle of one).
+//! responses, connections closed before or in the middle of one), and a
+//! throwaway PostgreSQL cluster ([`postgres::Cluster`]).
+
+pub mod postgres;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -56,13 +59,30 @@ impl Client {
 
     /// Sends a GET and reads its response; `Err` when the connection ends first.
     pub fn get(&mut self, path: &str, headers: &[(&str, &str)]) -> Result<Response, String> {
-        let mut req = format!("GET {path} HTTP/1.1\r\nHost: test\r\n");
+        self.request("GET", path, headers, &[])
+    }
+
+    /// Sends a request with a body (with its Content-Length when not empty)
+    /// and reads its response; `Err` when the connection ends first.
+    pub fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<Response, String> {
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: test\r\n");
         for (n, v) in headers {
             req.push_str(&format!("{n}: {v}\r\n"));
         }
+        if !body.is_empty() || method != "GET" {
+            req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
         req.push_str("\r\n");
+        let mut bytes = req.into_bytes();
+        bytes.extend_from_slice(body);
         self.stream
-            .write_all(req.as_bytes())
+            .write_all(&bytes)
             .map_err(|e| format!("write: {e}"))?;
         self.read_response()
     }
@@ -122,4 +142,11 @@ pub fn fetch(addr: SocketAddr, path: &str) -> Response {
     Client::connect(addr)
         .get(path, &[])
         .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+}
+
+/// One POST of `body` on a new connection; panics if it fails.
+pub fn post(addr: SocketAddr, path: &str, body: &[u8]) -> Response {
+    Client::connect(addr)
+        .request("POST", path, &[("Content-Type", "application/json")], body)
+        .unwrap_or_else(|e| panic!("POST {path}: {e}"))
 }
