@@ -73,7 +73,7 @@ pub struct Db {
 
 #[derive(Clone)]
 enum Access {
-    PerRequest(Config),
+    PerRequest(Box<Config>),
     Pooled(Pool),
 }
 
@@ -86,7 +86,7 @@ impl Db {
             config.connect_timeout(settings.connect_timeout);
         }
         let access = if settings.pool_size == 0 {
-            Access::PerRequest(config)
+            Access::PerRequest(Box::new(config))
         } else {
             let manager = Manager::from_config(
                 config,
