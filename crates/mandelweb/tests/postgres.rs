@@ -73,6 +73,11 @@ fn seeded_rows_come_back_with_and_without_a_pool() {
             );
         }
         assert_eq!(find(&svc, r#"{"age": 300}"#), (200, serde_json::json!([])));
+        let metrics = testkit::fetch(svc.diag, "/metrics").text();
+        assert!(
+            metrics.contains(r#"route="/find-by-age""#),
+            "requests are counted by route"
+        );
         assert_eq!(
             find(&svc, r#"{"age": 0, "other": true}"#)
                 .1
