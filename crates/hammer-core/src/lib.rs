@@ -7,6 +7,7 @@
 //! - [`result`]: the JSON result of a run and the exact merge of shards.
 //! - [`slo`]: SLO expressions and their verdict.
 //! - [`targets`]: request targets and vegeta's targets file format.
+//! - [`capacity`]: step verdicts, the capacity search, N+1 plans, USL fits.
 //!
 //! The engine in the `hammer` crate drives sockets with these pieces.
 //!
@@ -22,6 +23,7 @@
 //! assert_eq!(pacer.next(), Next::At(Duration::from_millis(250)));
 //! ```
 
+pub mod capacity;
 pub mod pacer;
 pub mod plan;
 pub mod recorder;
