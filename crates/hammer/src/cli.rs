@@ -2,6 +2,7 @@
 //! typed run configuration.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -21,6 +22,107 @@ pub enum Command {
     Attack(Box<AttackArgs>),
     /// Merge result files written with -o (e.g. shards of one run) and print the report.
     Report(ReportArgs),
+    /// Find the load a service takes within its SLO, profile the knee, plan N+1, write an HTML report.
+    Lab(Box<LabArgs>),
+    /// Run the built-in target, mandelweb, with its own flags (`hammer mandelweb --help`).
+    #[command(hide = true)]
+    Mandelweb {
+        /// mandelweb's arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
+}
+
+const LAB_EXAMPLES: &str = "\
+Examples:
+  # The whole method on the built-in target (mandelweb GET /mandelbrot)
+  hammer lab
+
+  # The seed's pool experiment: find-by-age on PostgreSQL, no pool vs a pool of 16
+  hammer lab --database-url postgres://postgres@127.0.0.1:5432/postgres \\
+      --compare '--pool-size 0' '--pool-size 16' --expected-load 10000
+
+  # Your own service, with hammer-diag (or Go's net/http/pprof) on a diagnostics port
+  hammer lab --target http://127.0.0.1:8080/api --diag http://127.0.0.1:6060 \\
+      --slo 'p99<100ms' --max-rate 5000 --budget 5m
+
+The report goes to lab-report/index.html (charts, flame graph at the knee, capacity
+plan) and lab-report/report.json (every step's full result).";
+
+/// Flags of `hammer lab`.
+#[derive(Debug, Args)]
+#[command(after_help = LAB_EXAMPLES)]
+pub struct LabArgs {
+    /// URL of the service to test. Default: the built-in mandelweb, started
+    /// on free loopback ports with its diagnostics listener.
+    #[arg(long, value_name = "URL")]
+    pub target: Option<String>,
+    /// Base URL of the target's diagnostics listener (profiles and trace at the knee).
+    #[arg(long, value_name = "URL")]
+    pub diag: Option<String>,
+    /// Two targets to run the same method on: URLs, or flags for the
+    /// built-in mandelweb (e.g. '--pool-size 0' '--pool-size 16').
+    #[arg(long, num_args = 2, value_names = ["A", "B"], allow_hyphen_values = true)]
+    pub compare: Vec<String>,
+    /// The built-in target serves POST /find-by-age {"age": 300} from this
+    /// PostgreSQL (seeded with 100,000 rows if the table is missing).
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
+    /// HTTP method (default GET; POST for the built-in find-by-age).
+    #[arg(short, long)]
+    pub method: Option<String>,
+    /// Request header, repeatable.
+    #[arg(short = 'H', long = "header", value_name = "'K: V'")]
+    pub headers: Vec<String>,
+    /// Request body file.
+    #[arg(short, long, value_name = "FILE")]
+    pub body: Option<PathBuf>,
+    /// The SLO every step must keep.
+    #[arg(long, default_value = "p99<60ms")]
+    pub slo: String,
+    /// A step with more failed requests than this fails.
+    #[arg(long, default_value = "0.1%")]
+    pub max_error_rate: String,
+    /// Rate of the first step, req/s (default 50; 250 for find-by-age).
+    #[arg(long, value_name = "R")]
+    pub start_rate: Option<f64>,
+    /// Factor between steps while they pass.
+    #[arg(long, default_value_t = 2.0)]
+    pub growth: f64,
+    /// Bisection ends when the failing rate is within this of the passing one.
+    #[arg(long, default_value = "5%")]
+    pub precision: String,
+    /// Never offer more than this, req/s.
+    #[arg(long, value_name = "R", default_value_t = 1_000_000.0)]
+    pub max_rate: f64,
+    /// Measured length of a step (longer at low rates to reach --min-requests, up to 3x).
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub step: Duration,
+    /// Unmeasured warm-up before each step.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub warmup: Duration,
+    /// Requests a step should hold for its percentile to be trusted.
+    #[arg(long, default_value_t = 500)]
+    pub min_requests: u64,
+    /// Bound on the whole lab's time.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    pub budget: Duration,
+    /// Seconds of CPU profile at the knee.
+    #[arg(long, default_value_t = 5)]
+    pub profile_seconds: u64,
+    /// Load the capacity plan is for, req/s (default 1,000 for /mandelbrot,
+    /// 10,000 for find-by-age as in the seed).
+    #[arg(long, value_name = "R")]
+    pub expected_load: Option<f64>,
+    /// Whole-request timeout.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    /// Report directory.
+    #[arg(short, long, default_value = "lab-report")]
+    pub out: PathBuf,
+    /// No progress display.
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 /// How arrivals are spaced in open loop.

@@ -4,9 +4,11 @@
 //! - [`engine`]: worker threads, connections, pacing and measurement.
 //! - [`report`]: the text report, progress line and output files.
 //! - [`limits`]: raising the open-file limit.
+//! - [`lab`]: the capacity method of `hammer lab` and its reports.
 //!
 //! The `hammer` binary's subcommands are in `src/cmd/`.
 
 pub mod engine;
+pub mod lab;
 pub mod limits;
 pub mod report;

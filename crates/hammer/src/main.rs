@@ -14,6 +14,11 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         cli::Command::Attack(args) => cmd::attack::run(*args),
         cli::Command::Report(args) => cmd::report::run(args),
+        cli::Command::Lab(args) => cmd::lab::run(*args),
+        cli::Command::Mandelweb { args } => {
+            let argv = std::iter::once("mandelweb".into()).chain(args);
+            mandelweb::app::main_from(argv).map(|()| cmd::Exit::Ok)
+        }
     };
     match outcome {
         Ok(exit) => ExitCode::from(exit as u8),

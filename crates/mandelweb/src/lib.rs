@@ -14,6 +14,7 @@
 //! assert_eq!(counts, oracle::escape_counts(&view));
 //! ```
 
+pub mod app;
 pub mod db;
 pub mod render;
 pub mod service;

@@ -2,6 +2,7 @@
 //! configuration, runs it, and says which exit code the run earned.
 
 pub mod attack;
+pub mod lab;
 pub mod report;
 
 use std::fmt;

@@ -1,0 +1,423 @@
+//! Provides `hammer lab`: resolve the flags, start the built-in target(s)
+//! when no URL is given (mandelweb in a child process of this binary, on
+//! free loopback ports with its diagnostics listener), run the method of
+//! [`hammer::lab`] with a progress display, and write `report.json`,
+//! `index.html` and the summary. Ctrl-C stops it with the report of what ran.
+
+use std::io::{BufRead, BufReader, IsTerminal};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use hammer::engine::request::{prepare, Loaded};
+use hammer::lab::step::{Load, Tick};
+use hammer::lab::{self, html, summary, LabReport, Machine, Observer, StepRecord, TargetSpec};
+use hammer::limits;
+use hammer_core::capacity::Verdict;
+use hammer_core::slo::Slo;
+use hammer_core::targets::{parse_header, Target};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::{bad_input, print_stdout, Exit};
+use crate::cli::LabArgs;
+
+const FIND_BY_AGE_BODY: &[u8] = br#"{"age": 300}"#;
+
+/// Runs `hammer lab`.
+pub fn run(args: LabArgs) -> Result<Exit> {
+    let started = Instant::now();
+    let deadline = started + args.budget;
+    let settings = settings(&args)?;
+    limits::raise_nofile();
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let interrupted = Arc::new(AtomicBool::new(false));
+    {
+        let (stop, interrupted) = (stop.clone(), interrupted.clone());
+        let _ = ctrlc::set_handler(move || {
+            if interrupted.swap(true, Ordering::SeqCst) {
+                std::process::exit(Exit::Interrupted as i32);
+            }
+            stop.store(true, Ordering::SeqCst);
+        });
+    }
+
+    let specs = target_specs(&args)?;
+    let mut display = Display::new(args.quiet);
+    let mut report = LabReport {
+        started_unix: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64()),
+        elapsed_s: 0.0,
+        machine: Machine::this(),
+        rationale: rationale(&args, &settings),
+        interrupted: false,
+        targets: Vec::new(),
+    };
+    for spec in &specs {
+        // Started one at a time, so two built-in targets never share the CPU.
+        let (target, _service) = spec.start(&args)?;
+        let found = lab::run_target(&target, &settings, &args.out, &stop, deadline, &mut display)?;
+        report.targets.push(found);
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+    }
+    display.finish();
+    report.interrupted = interrupted.load(Ordering::SeqCst);
+    report.elapsed_s = started.elapsed().as_secs_f64();
+    let json = serde_json::to_string_pretty(&report)? + "\n";
+    std::fs::write(args.out.join("report.json"), json).context("writing report.json")?;
+    html::write(&report, &args.out)?;
+    print_stdout(&format!(
+        "{}\nreport: {}\n",
+        summary::render(&report),
+        args.out.join("index.html").display()
+    ))?;
+    Ok(if report.interrupted {
+        Exit::Interrupted
+    } else {
+        Exit::Ok
+    })
+}
+
+fn percent(text: &str, flag: &str) -> Result<f64> {
+    let t = text.trim();
+    let (num, scale) = match t.strip_suffix('%') {
+        Some(n) => (n, 0.01),
+        None => (t, 1.0),
+    };
+    num.trim()
+        .parse::<f64>()
+        .ok()
+        .map(|v| v * scale)
+        .filter(|v| v.is_finite() && *v >= 0.0 && *v < 1.0)
+        .ok_or_else(|| bad_input(format!("bad {flag} {text:?}: use a percentage like 5%")))
+}
+
+fn settings(args: &LabArgs) -> Result<lab::Settings> {
+    let slo = Slo::parse(&args.slo).map_err(|e| bad_input(e.to_string()))?;
+    let precision = percent(&args.precision, "--precision")?;
+    if precision < 0.01 {
+        return Err(bad_input("--precision below 1% would outrun the noise of any machine"));
+    }
+    if !(args.growth > 1.0 && args.growth.is_finite()) {
+        return Err(bad_input("--growth must be above 1"));
+    }
+    if !(args.max_rate > 0.0) {
+        return Err(bad_input("--max-rate must be positive"));
+    }
+    if args.step.is_zero() {
+        return Err(bad_input("--step must be longer than zero"));
+    }
+    if args.compare.len() == 2 && args.target.is_some() {
+        return Err(bad_input("give either --target or --compare A B, not both"));
+    }
+    let find_by_age = args.target.is_none() && args.database_url.is_some();
+    let start_rate = args
+        .start_rate
+        .unwrap_or(if find_by_age { 250.0 } else { 50.0 });
+    if !(start_rate > 0.0 && start_rate.is_finite()) {
+        return Err(bad_input("--start-rate must be positive"));
+    }
+    let builtin = args.target.is_none() && args.compare.iter().all(|c| !c.starts_with("http"));
+    let expected_load = args.expected_load.or(match (builtin, find_by_age) {
+        (true, true) => Some(10_000.0),
+        (true, false) => Some(1_000.0),
+        _ => None,
+    });
+    Ok(lab::Settings {
+        slo_text: args.slo.clone(),
+        slo,
+        max_error_rate: percent(&args.max_error_rate, "--max-error-rate")?,
+        start_rate,
+        growth: args.growth,
+        precision,
+        max_rate: args.max_rate,
+        step: args.step,
+        warmup: args.warmup,
+        min_requests: args.min_requests,
+        max_step: args.step * 3,
+        profile_seconds: args.profile_seconds.clamp(1, 300),
+        expected_load,
+    })
+}
+
+fn rationale(args: &LabArgs, settings: &lab::Settings) -> Option<String> {
+    if args.target.is_some() || args.compare.iter().any(|c| c.starts_with("http")) {
+        return None;
+    }
+    let plan = settings
+        .expected_load
+        .map_or(String::new(), |l| format!(" The plan is for {l:.0} req/s."));
+    Some(if args.database_url.is_some() {
+        format!(
+            "Built-in target: mandelweb POST /find-by-age with the seed's no-match body {{\"age\": 300}} \
+             against PostgreSQL, SLO {} as in the seed.{plan}",
+            settings.slo_text
+        )
+    } else {
+        format!(
+            "Built-in target: mandelweb GET /mandelbrot, the original Mandelweb's default view \
+             (512×512 pixels, 1000 iterations), about 7 ms of CPU across 2 cores per render. SLO {}: \
+             the seed's interactive budget, which leaves room for about 8 renders of queueing, so it \
+             breaks where the CPU saturates, not on the first slow render. Expected load 1,000 req/s \
+             (a busy image endpoint) makes the N+1 plan a real choice of instance count.{plan}",
+            settings.slo_text
+        )
+    })
+}
+
+/// A target as the user named it, before it runs.
+enum Spec {
+    /// The built-in mandelweb with these extra flags.
+    Builtin { name: String, slug: String, flags: Vec<String> },
+    /// A URL the user runs.
+    Url { name: String, slug: String, url: String, diag: Option<String> },
+}
+
+fn target_specs(args: &LabArgs) -> Result<Vec<Spec>> {
+    let one = |text: &str, slug: &str| -> Spec {
+        if text.starts_with("http://") || text.starts_with("https://") {
+            Spec::Url {
+                name: text.to_string(),
+                slug: slug.into(),
+                url: text.to_string(),
+                diag: None,
+            }
+        } else {
+            Spec::Builtin {
+                name: format!("mandelweb {text}").trim().to_string(),
+                slug: slug.into(),
+                flags: text.split_whitespace().map(String::from).collect(),
+            }
+        }
+    };
+    Ok(match (&args.target, args.compare.as_slice()) {
+        (Some(url), _) => vec![Spec::Url {
+            name: url.clone(),
+            slug: "target".into(),
+            url: url.clone(),
+            diag: args.diag.clone(),
+        }],
+        (None, [a, b]) => vec![one(a, "a"), one(b, "b")],
+        _ => vec![one("", "target")],
+    })
+}
+
+/// The built-in target's process, killed on drop.
+struct Service(Child);
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Spec {
+    /// Starts the target if it is built in, checks it answers, and builds
+    /// what the method needs.
+    fn start(&self, args: &LabArgs) -> Result<(TargetSpec, Option<Service>)> {
+        let (name, slug, url, diag, service) = match self {
+            Spec::Url { name, slug, url, diag } => (name, slug, url.clone(), diag.clone(), None),
+            Spec::Builtin { name, slug, flags } => {
+                let (service, public, diag) = spawn_mandelweb(args, flags, &args.out.join(format!("{slug}-service.log")))?;
+                let path = if args.database_url.is_some() { "find-by-age" } else { "mandelbrot" };
+                (name, slug, format!("{public}{path}"), Some(diag), Some(service))
+            }
+        };
+        let builtin_db = service.is_some() && args.database_url.is_some();
+        let method = args
+            .method
+            .clone()
+            .unwrap_or_else(|| if builtin_db { "POST" } else { "GET" }.into());
+        let mut headers = args
+            .headers
+            .iter()
+            .map(|h| parse_header(h).ok_or_else(|| bad_input(format!("bad header {h:?}: use 'Name: value'"))))
+            .collect::<Result<Vec<_>>>()?;
+        let body = match &args.body {
+            Some(p) => std::fs::read(p)
+                .map_err(|e| bad_input(format!("cannot read body file {}: {e}", p.display())))?,
+            None if builtin_db => {
+                headers.push(("Content-Type".into(), "application/json".into()));
+                FIND_BY_AGE_BODY.to_vec()
+            }
+            None => Vec::new(),
+        };
+        let loaded = Loaded {
+            target: Target { method: method.clone(), url: url.clone(), headers, body: args.body.clone() },
+            body,
+        };
+        let (origin, requests) = prepare(&[loaded], true).map_err(|e| bad_input(e.to_string()))?;
+        let load = Load {
+            addr: origin.addr,
+            requests,
+            timeout: args.timeout,
+            connections: limits::max_connections(limits::raise_nofile())
+                .map_or(10_000, |m| usize::try_from(m).unwrap_or(10_000).min(10_000)),
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        let spec = TargetSpec {
+            name: name.clone(),
+            slug: slug.clone(),
+            request: format!("{method} {url}"),
+            diag,
+            load,
+        };
+        probe(&spec, args, builtin_db)?;
+        Ok((spec, service))
+    }
+}
+
+/// Starts `hammer mandelweb ...` and reads the two addresses it prints.
+fn spawn_mandelweb(args: &LabArgs, flags: &[String], log: &Path) -> Result<(Service, String, String)> {
+    let exe = std::env::current_exe().context("finding hammer's own executable")?;
+    let mut cmd = Command::new(exe);
+    cmd.args(["mandelweb", "--listen", "127.0.0.1:0", "--diag-listen", "127.0.0.1:0"]);
+    if let Some(db) = &args.database_url {
+        cmd.args(["--database-url", db]);
+    }
+    cmd.args(flags);
+    let log_file = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(log_file)
+        .stdin(Stdio::null())
+        .spawn()
+        .context("starting the built-in mandelweb")?;
+    let stdout = child.stdout.take().expect("piped");
+    let mut service = Service(child);
+    let mut lines = BufReader::new(stdout).lines();
+    let mut next = || -> Result<String> {
+        let line = lines
+            .next()
+            .transpose()?
+            .ok_or_else(|| anyhow::anyhow!("mandelweb exited at start; see {}", log.display()))?;
+        Ok(line.rsplit(' ').next().unwrap_or_default().to_string())
+    };
+    let public = next();
+    let diag = next();
+    match (public, diag) {
+        (Ok(p), Ok(d)) => Ok((service, p, d.trim_end_matches('/').to_string())),
+        (Err(e), _) | (_, Err(e)) => {
+            let _ = service.0.kill();
+            let _ = service.0.wait();
+            let log_text = std::fs::read_to_string(log).unwrap_or_default();
+            Err(bad_input(format!("{e}: {}", log_text.trim())))
+        }
+    }
+}
+
+/// One request before any step: the target must answer 2xx. The built-in
+/// find-by-age target gets its table seeded when it is missing.
+fn probe(spec: &TargetSpec, args: &LabArgs, builtin_db: bool) -> Result<()> {
+    let once = || -> Result<(u16, String)> {
+        let load = Load { connections: 1, workers: 1, ..spec.load.clone() };
+        let (r, _) = hammer::lab::step::run_step(&load, 5.0, Duration::ZERO, Duration::from_millis(200), &Arc::new(AtomicBool::new(false)), |_| {})?;
+        let status = r.status_codes.keys().next().cloned().unwrap_or_default();
+        let errors: Vec<String> = r.errors.iter().filter(|(_, n)| **n > 0).map(|(k, _)| k.clone()).collect();
+        Ok((u16::try_from(r.succeeded).unwrap_or(u16::MAX), if errors.is_empty() { status } else { errors.join(", ") }))
+    };
+    let (ok, what) = once()?;
+    if ok > 0 {
+        return Ok(());
+    }
+    if builtin_db && what == "500" {
+        eprintln!("hammer lab: seeding the people table (100,000 rows) for find-by-age");
+        let exe = std::env::current_exe()?;
+        let out = Command::new(exe)
+            .args(["mandelweb", "seed-db", "--rows", "100000", "--database-url"])
+            .arg(args.database_url.as_deref().unwrap_or_default())
+            .output()
+            .context("seeding the database")?;
+        if !out.status.success() {
+            return Err(bad_input(format!(
+                "seeding {} failed: {}",
+                args.database_url.as_deref().unwrap_or_default(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        if once()?.0 > 0 {
+            return Ok(());
+        }
+    }
+    Err(bad_input(format!(
+        "{} does not answer with success before the lab starts (got {what}); fix the target or the request",
+        spec.request
+    )))
+}
+
+/// The terminal display: a bar per step, a line per finished step.
+struct Display {
+    bar: ProgressBar,
+    quiet: bool,
+    step: usize,
+}
+
+impl Display {
+    fn new(quiet: bool) -> Display {
+        let bar = ProgressBar::new(0);
+        bar.set_draw_target(if !quiet && std::io::stderr().is_terminal() {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        });
+        bar.set_style(
+            ProgressStyle::with_template("{prefix} [{wide_bar}] {msg}")
+                .expect("static template")
+                .progress_chars("=> "),
+        );
+        Display { bar, quiet, step: 0 }
+    }
+
+    fn line(&self, text: &str) {
+        if !self.quiet {
+            self.bar.suspend(|| eprintln!("{text}"));
+        }
+    }
+
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+impl Observer for Display {
+    fn step_started(&mut self, target: &str, rate: f64, measure: Duration) {
+        self.step += 1;
+        self.bar.set_length(measure.as_secs().max(1));
+        self.bar.set_position(0);
+        self.bar.set_prefix(format!("{target}: step {} at {rate} req/s", self.step));
+        self.bar.set_message("warming up");
+    }
+
+    fn tick(&mut self, tick: &Tick) {
+        self.bar.set_position(tick.t_s as u64);
+        self.bar.set_message(format!(
+            "{:.0} req/s  p99 {:.2} ms  failed {}",
+            tick.rate, tick.p99_ms, tick.errors
+        ));
+    }
+
+    fn step_done(&mut self, step: &StepRecord) {
+        let verdict = match step.judgement.verdict {
+            Verdict::Pass => "pass".to_string(),
+            Verdict::Fail => format!("FAIL ({})", step.judgement.reason),
+            Verdict::GeneratorLimited => format!("hammer-limited ({})", step.judgement.reason),
+        };
+        self.line(&format!(
+            "  {:>9} req/s: achieved {:.1}, p99 {:.2} ms, {} failed: {verdict}",
+            step.rate, step.result.achieved_rate, step.result.latency_ms.p99, step.result.failed
+        ));
+    }
+
+    fn note(&mut self, text: &str) {
+        self.line(&format!("  {text}"));
+    }
+}

@@ -1,0 +1,392 @@
+//! Provides the lab's HTML report: one self-contained `index.html` (charts
+//! as inline SVG drawn by plotters, flame graphs by inferno embedded as
+//! documents of their own, no network needed) with latency percentiles
+//! against offered rate and the SLO line, latency over time per step,
+//! achieved against offered rate, errors, the capacity table and plan,
+//! the knee's top functions, and the machine it ran on.
+
+use std::fmt::Write;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use hammer_core::capacity::Verdict;
+use hammer_core::slo::Slo;
+use plotters::prelude::*;
+
+use super::summary::capacity_line;
+use super::{LabReport, StepRecord, TargetReport};
+
+const W: u32 = 640;
+const H: u32 = 360;
+const PALETTE: [RGBColor; 8] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(23, 190, 207),
+];
+
+/// Writes `index.html` into `dir` (flame graph files must already be there).
+pub fn write(report: &LabReport, dir: &Path) -> Result<()> {
+    let html = render(report, dir)?;
+    std::fs::write(dir.join("index.html"), html).context("writing index.html")
+}
+
+fn render(report: &LabReport, dir: &Path) -> Result<String> {
+    let mut h = String::new();
+    h.push_str(HEAD);
+    let title = match report.targets.as_slice() {
+        [a, b] => format!("hammer lab: {} vs {}", esc(&a.name), esc(&b.name)),
+        [a] => format!("hammer lab: {}", esc(&a.name)),
+        _ => "hammer lab".into(),
+    };
+    let _ = write!(h, "<h1>{title}</h1>");
+    if let Some(r) = &report.rationale {
+        let _ = write!(h, "<p class=note>{}</p>", esc(r));
+    }
+    if report.interrupted {
+        h.push_str("<p class=warn>Interrupted: this report holds what ran.</p>");
+    }
+    h.push_str("<h2>Capacity</h2><table><tr><th>target</th><th>request</th><th>SLO</th><th>capacity</th><th>plan (N+1)</th></tr>");
+    for t in &report.targets {
+        let plan = t.plan.map_or("–".into(), |p| {
+            format!(
+                "{:.0} req/s → {} + 1 = <b>{}</b> instances",
+                p.expected_load,
+                p.instances - 1,
+                p.instances
+            )
+        });
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{plan}</td></tr>",
+            esc(&t.name),
+            esc(&t.request),
+            esc(&t.slo),
+            esc(&capacity_line(t))
+        );
+    }
+    h.push_str("</table>");
+    for t in &report.targets {
+        target(&mut h, t, dir)?;
+    }
+    let m = &report.machine;
+    let _ = write!(
+        h,
+        "<h2>Machine</h2><p>{} logical CPUs, {}; Linux {}; hammer {}; started at Unix time {:.0}, took {:.0} s.</p>",
+        m.cpus,
+        esc(&m.cpu_model),
+        esc(&m.kernel),
+        esc(&m.hammer_version),
+        report.started_unix,
+        report.elapsed_s
+    );
+    h.push_str("<p class=note>Raw per-step results: <code>report.json</code> (<code>hammer report report.json</code> prints them again).</p></body></html>\n");
+    Ok(h)
+}
+
+fn target(h: &mut String, t: &TargetReport, dir: &Path) -> Result<()> {
+    let _ = write!(h, "<h2>{}</h2>", esc(&t.name));
+    let slo_limit = Slo::parse(&t.slo).ok().and_then(|s| s.latency_quantile());
+    let mut steps: Vec<&StepRecord> = t.steps.iter().collect();
+    steps.sort_by(|a, b| a.rate.total_cmp(&b.rate));
+    h.push_str("<div class=charts>");
+    chart(h, "latency percentiles vs offered rate", |b| {
+        latency_vs_rate(b, &steps, slo_limit)
+    })?;
+    chart(h, "achieved vs offered rate", |b| achieved_vs_offered(b, &steps))?;
+    chart(h, "latency p99 over time, per step", |b| {
+        latency_over_time(b, &t.steps, slo_limit)
+    })?;
+    chart(h, "failed requests vs offered rate", |b| errors_vs_rate(b, &steps))?;
+    h.push_str("</div>");
+    h.push_str("<table><tr><th>#</th><th>offered req/s</th><th>achieved</th><th>p50 ms</th><th>p90 ms</th><th>p99 ms</th><th>max ms</th><th>failed</th><th>hammer lag p99 ms</th><th>verdict</th></tr>");
+    for (i, s) in t.steps.iter().enumerate() {
+        let r = &s.result;
+        let verdict = match s.judgement.verdict {
+            Verdict::Pass => "<span class=pass>pass</span>".to_string(),
+            Verdict::Fail => format!("<span class=fail>fail</span> {}", esc(&s.judgement.reason)),
+            Verdict::GeneratorLimited => {
+                format!("<span class=warn>hammer-limited</span> {}", esc(&s.judgement.reason))
+            }
+        };
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{:.1}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{}</td><td>{:.3}</td><td>{verdict}{}</td></tr>",
+            i + 1,
+            s.rate,
+            r.achieved_rate,
+            r.latency_ms.p50,
+            r.latency_ms.p90,
+            r.latency_ms.p99,
+            r.latency_ms.max,
+            r.failed,
+            r.schedule_lag_ms.p99,
+            if s.low_confidence { " (few requests)" } else { "" }
+        );
+    }
+    h.push_str("</table>");
+    if let Some(u) = &t.usl {
+        let peak = u.peak().map_or(
+            "no retrograde peak: throughput levels off towards λ/σ".to_string(),
+            |(n, x)| format!("throughput peaks near {x:.0} req/s at a concurrency of {n:.1}"),
+        );
+        let _ = write!(
+            h,
+            "<p>Universal Scalability Law fit of concurrency (Little's law: throughput × mean latency) against throughput: \
+             λ = {:.1} req/s, contention σ = {:.4}, coherency κ = {:.6}, R² = {:.3}; {peak}. \
+             σ is the serial share that caps gains from more cores or instances; κ the crosstalk that turns them into losses.</p>",
+            u.lambda, u.sigma, u.kappa, u.r_squared
+        );
+    }
+    if let Some(k) = &t.knee {
+        let _ = write!(h, "<h3>At the knee: {} req/s</h3>", k.rate);
+        if let Some(f) = &k.flamegraph_file {
+            let svg = std::fs::read_to_string(dir.join(f))
+                .with_context(|| format!("reading {f}"))?;
+            // A document of its own, so the flame graph's script and ids
+            // cannot clash with the page's (two with --compare).
+            let _ = write!(
+                h,
+                "<iframe class=flame title=\"flame graph\" srcdoc=\"{}\"></iframe>",
+                esc(&svg)
+            );
+        }
+        if !k.top.is_empty() {
+            h.push_str("<table><tr><th>self %</th><th>total %</th><th>function</th></tr>");
+            for f in &k.top {
+                let _ = write!(
+                    h,
+                    "<tr><td>{:.1}</td><td>{:.1}</td><td><code>{}</code></td></tr>",
+                    f.self_pct,
+                    f.total_pct,
+                    esc(&f.name)
+                );
+            }
+            h.push_str("</table>");
+        }
+        let files: Vec<String> = [&k.profile_file, &k.flamegraph_file, &k.trace_file]
+            .iter()
+            .filter_map(|f| f.as_ref().map(|f| format!("<code>{}</code>", esc(f))))
+            .collect();
+        if !files.is_empty() {
+            let _ = write!(
+                h,
+                "<p class=note>Files: {} (the profile opens with <code>go tool pprof</code>, the trace in Perfetto UI or chrome://tracing).</p>",
+                files.join(", ")
+            );
+        }
+        for p in &k.problems {
+            let _ = write!(h, "<p class=warn>{}</p>", esc(p));
+        }
+    }
+    for n in &t.notes {
+        let _ = write!(h, "<p class=note>{}</p>", esc(n));
+    }
+    Ok(())
+}
+
+type Backend<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
+
+fn chart(
+    h: &mut String,
+    caption: &str,
+    draw: impl FnOnce(&Backend<'_>) -> Result<()>,
+) -> Result<()> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (W, H)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_err)?;
+        let area = root.titled(caption, ("sans-serif", 16)).map_err(plot_err)?;
+        draw(&area)?;
+        root.present().map_err(plot_err)?;
+    }
+    let _ = write!(h, "<figure>{svg}</figure>");
+    Ok(())
+}
+
+fn plot_err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
+    anyhow::anyhow!("drawing a chart: {e:?}")
+}
+
+fn rate_range(steps: &[&StepRecord]) -> std::ops::Range<f64> {
+    let max = steps.iter().map(|s| s.rate).fold(1.0, f64::max);
+    0.0..max * 1.05
+}
+
+fn latency_vs_rate(
+    area: &Backend<'_>,
+    steps: &[&StepRecord],
+    slo: Option<(f64, f64)>,
+) -> Result<()> {
+    let lats = steps
+        .iter()
+        .flat_map(|s| [s.result.latency_ms.p50, s.result.latency_ms.p99])
+        .chain(slo.map(|(_, l)| l));
+    let (lo, hi) = lats.fold((f64::MAX, 0.01f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    let lo = (lo.min(hi) * 0.5).max(0.001);
+    let mut c = ChartBuilder::on(area)
+        .margin(10)
+        .x_label_area_size(35)
+        .y_label_area_size(55)
+        .build_cartesian_2d(rate_range(steps), (lo..hi * 2.0).log_scale())
+        .map_err(plot_err)?;
+    c.configure_mesh()
+        .x_desc("offered rate, req/s")
+        .y_desc("latency, ms (log)")
+        .draw()
+        .map_err(plot_err)?;
+    let series: [(&str, fn(&StepRecord) -> f64); 3] = [
+        ("p50", |s| s.result.latency_ms.p50),
+        ("p90", |s| s.result.latency_ms.p90),
+        ("p99", |s| s.result.latency_ms.p99),
+    ];
+    for (i, (name, f)) in series.iter().enumerate() {
+        let color = PALETTE[i];
+        let pts: Vec<(f64, f64)> = steps.iter().map(|s| (s.rate, f(s).max(lo))).collect();
+        c.draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
+            .map_err(plot_err)?
+            .label(*name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], color));
+        c.draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))
+            .map_err(plot_err)?;
+    }
+    if let Some((q, limit)) = slo {
+        let r = rate_range(steps);
+        c.draw_series(LineSeries::new(
+            vec![(r.start, limit), (r.end, limit)],
+            RED.stroke_width(2),
+        ))
+        .map_err(plot_err)?
+        .label(format!("SLO p{} < {limit} ms", q * 100.0))
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], RED));
+    }
+    c.configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()
+        .map_err(plot_err)?;
+    Ok(())
+}
+
+fn achieved_vs_offered(area: &Backend<'_>, steps: &[&StepRecord]) -> Result<()> {
+    let r = rate_range(steps);
+    let mut c = ChartBuilder::on(area)
+        .margin(10)
+        .x_label_area_size(35)
+        .y_label_area_size(55)
+        .build_cartesian_2d(r.clone(), r.clone())
+        .map_err(plot_err)?;
+    c.configure_mesh()
+        .x_desc("offered rate, req/s")
+        .y_desc("achieved, req/s")
+        .draw()
+        .map_err(plot_err)?;
+    c.draw_series(LineSeries::new(
+        vec![(r.start, r.start), (r.end, r.end)],
+        BLACK.mix(0.3),
+    ))
+    .map_err(plot_err)?;
+    let ok = |s: &StepRecord| s.result.succeeded as f64 / s.result.duration_s.max(1e-9);
+    let pts: Vec<(f64, f64)> = steps.iter().map(|s| (s.rate, ok(s))).collect();
+    c.draw_series(LineSeries::new(pts.clone(), PALETTE[0].stroke_width(2)))
+        .map_err(plot_err)?;
+    c.draw_series(pts.iter().map(|&p| Circle::new(p, 3, PALETTE[0].filled())))
+        .map_err(plot_err)?;
+    Ok(())
+}
+
+fn errors_vs_rate(area: &Backend<'_>, steps: &[&StepRecord]) -> Result<()> {
+    let pct = |s: &StepRecord| 100.0 * s.result.error_rate();
+    let top = steps.iter().map(|s| pct(s)).fold(1.0, f64::max);
+    let mut c = ChartBuilder::on(area)
+        .margin(10)
+        .x_label_area_size(35)
+        .y_label_area_size(55)
+        .build_cartesian_2d(rate_range(steps), 0.0..top * 1.1)
+        .map_err(plot_err)?;
+    c.configure_mesh()
+        .x_desc("offered rate, req/s")
+        .y_desc("failed, %")
+        .draw()
+        .map_err(plot_err)?;
+    let pts: Vec<(f64, f64)> = steps.iter().map(|s| (s.rate, pct(s))).collect();
+    c.draw_series(LineSeries::new(pts.clone(), PALETTE[3].stroke_width(2)))
+        .map_err(plot_err)?;
+    c.draw_series(pts.iter().map(|&p| Circle::new(p, 3, PALETTE[3].filled())))
+        .map_err(plot_err)?;
+    Ok(())
+}
+
+fn latency_over_time(
+    area: &Backend<'_>,
+    steps: &[StepRecord],
+    slo: Option<(f64, f64)>,
+) -> Result<()> {
+    let t_max = steps
+        .iter()
+        .flat_map(|s| s.timeline.iter().map(|t| t.t_s))
+        .fold(1.0, f64::max);
+    let hi = steps
+        .iter()
+        .flat_map(|s| s.timeline.iter().map(|t| t.p99_ms))
+        .chain(slo.map(|(_, l)| l))
+        .fold(0.01, f64::max);
+    let lo = steps
+        .iter()
+        .flat_map(|s| s.timeline.iter().map(|t| t.p99_ms))
+        .fold(hi, f64::min)
+        .max(0.001)
+        * 0.5;
+    let mut c = ChartBuilder::on(area)
+        .margin(10)
+        .x_label_area_size(35)
+        .y_label_area_size(55)
+        .build_cartesian_2d(0.0..t_max, (lo..hi * 2.0).log_scale())
+        .map_err(plot_err)?;
+    c.configure_mesh()
+        .x_desc("seconds into the step")
+        .y_desc("p99 per second, ms (log)")
+        .draw()
+        .map_err(plot_err)?;
+    for (i, s) in steps.iter().enumerate() {
+        let color = PALETTE[i % PALETTE.len()];
+        let pts: Vec<(f64, f64)> = s.timeline.iter().map(|t| (t.t_s, t.p99_ms.max(lo))).collect();
+        c.draw_series(LineSeries::new(pts, color.stroke_width(2)))
+            .map_err(plot_err)?
+            .label(format!("{} req/s", s.rate))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], color));
+    }
+    if let Some((_, limit)) = slo {
+        c.draw_series(LineSeries::new(vec![(0.0, limit), (t_max, limit)], RED))
+            .map_err(plot_err)?;
+    }
+    c.configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()
+        .map_err(plot_err)?;
+    Ok(())
+}
+
+/// Escapes text for HTML content and attribute values.
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+const HEAD: &str = "<!doctype html><html><head><meta charset=utf-8><title>hammer lab report</title><style>\
+body{font:14px/1.4 system-ui,sans-serif;margin:2em;max-width:1400px;color:#222}\
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}\
+td:last-child,th:last-child{text-align:left}code{font-size:12px}\
+.charts{display:flex;flex-wrap:wrap;gap:8px}figure{margin:0}\
+.flame{width:100%;height:620px;border:1px solid #ccc}\
+.pass{color:#080;font-weight:bold}.fail{color:#c00;font-weight:bold}.warn{color:#b60}.note{color:#555}\
+</style></head><body>";

@@ -1,0 +1,116 @@
+//! Provides one step of the lab: a warm-up at the step's rate (not
+//! counted), then a measured constant-rate run, with a per-second timeline
+//! of rate, p50, p99 and errors for the report's latency-over-time chart.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hammer_core::plan::RatePlan;
+use hammer_core::recorder::Recorder;
+use hammer_core::result::{quantile_ms, RunResult};
+use serde::{Deserialize, Serialize};
+
+use crate::engine::request::Prepared;
+use crate::engine::{Config, Mode, Run};
+
+/// One second of a measured step.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Tick {
+    /// Seconds since the measured part began (end of this interval).
+    pub t_s: f64,
+    /// Responses per second in the interval.
+    pub rate: f64,
+    /// Latency p50 in the interval, ms.
+    pub p50_ms: f64,
+    /// Latency p99 in the interval, ms.
+    pub p99_ms: f64,
+    /// Failed requests in the interval.
+    pub errors: u64,
+}
+
+/// Where and how to send a step's requests.
+#[derive(Debug, Clone)]
+pub struct Load {
+    /// Resolved target address.
+    pub addr: std::net::SocketAddr,
+    /// The request(s), round robin.
+    pub requests: Vec<Prepared>,
+    /// Whole-request timeout.
+    pub timeout: Duration,
+    /// Most connections the engine may open.
+    pub connections: usize,
+    /// Worker threads.
+    pub workers: usize,
+}
+
+/// Runs `rate` req/s for `warmup` (discarded) and then `measure`, calling
+/// `tick` with each measured second. Setting `stop` ends it early; what ran
+/// is still returned.
+pub fn run_step(
+    load: &Load,
+    rate: f64,
+    warmup: Duration,
+    measure: Duration,
+    stop: &Arc<AtomicBool>,
+    mut tick: impl FnMut(&Tick),
+) -> std::io::Result<(RunResult, Vec<Tick>)> {
+    if !warmup.is_zero() {
+        let run = Run::start(config(load, rate, warmup)?, stop.clone())?;
+        run.join()?;
+    }
+    let run = Run::start(config(load, rate, measure)?, stop.clone())?;
+    let start = run.started_at();
+    let (mut ticks, mut last) = (Vec::new(), start);
+    loop {
+        std::thread::sleep(Duration::from_millis(50));
+        let finished = run.is_finished();
+        let now = Instant::now();
+        if now.saturating_duration_since(last) >= Duration::from_secs(1) || finished {
+            let interval: Recorder = run.take_interval();
+            let len = now.saturating_duration_since(last).as_secs_f64().max(1e-3);
+            if interval.completed() > 0 {
+                let t = Tick {
+                    t_s: now.saturating_duration_since(start).as_secs_f64(),
+                    rate: interval.completed() as f64 / len,
+                    p50_ms: quantile_ms(interval.latency(), 0.5),
+                    p99_ms: quantile_ms(interval.latency(), 0.99),
+                    errors: interval.failed(),
+                };
+                tick(&t);
+                ticks.push(t);
+            }
+            last = now;
+        }
+        if finished {
+            break;
+        }
+    }
+    let outcome = run.join()?;
+    Ok((
+        RunResult::from_recorder(&outcome.recorder, Some(rate), outcome.window),
+        ticks,
+    ))
+}
+
+fn config(load: &Load, rate: f64, duration: Duration) -> std::io::Result<Config> {
+    let plan = RatePlan::constant(rate, Some(duration))
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+    Ok(Config {
+        addr: load.addr,
+        requests: load.requests.clone(),
+        mode: Mode::Open {
+            plan,
+            poisson: false,
+            seed: 0,
+        },
+        max_requests: None,
+        duration: Some(duration),
+        connections: load.connections,
+        workers: load.workers,
+        timeout: load.timeout,
+        connect_timeout: Duration::from_secs(3),
+        keepalive: true,
+        shard: hammer_core::pacer::Share::ALL,
+    })
+}

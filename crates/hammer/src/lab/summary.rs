@@ -1,0 +1,142 @@
+//! Provides the lab's text summary: one table of steps per target, the
+//! capacity with its margin, the knee's top functions, the USL fit and the
+//! N+1 plan, and the comparison when there are two targets. Printed at the
+//! end of `hammer lab` and by `hammer report lab-report/report.json`.
+
+use std::fmt::Write;
+
+use hammer_core::capacity::{Stop, Verdict};
+
+use super::{LabReport, TargetReport};
+
+/// The whole summary.
+pub fn render(report: &LabReport) -> String {
+    let mut out = String::new();
+    for t in &report.targets {
+        target(&mut out, t);
+    }
+    if let [a, b] = report.targets.as_slice() {
+        compare(&mut out, a, b);
+    }
+    if report.interrupted {
+        out.push_str("\ninterrupted: the report holds what ran\n");
+    }
+    out
+}
+
+fn target(out: &mut String, t: &TargetReport) {
+    let _ = writeln!(out, "\n{}  ({})  SLO {}", t.name, t.request, t.slo);
+    let _ = writeln!(
+        out,
+        "  {:>9} {:>10} {:>9} {:>9} {:>8}  verdict",
+        "rate/s", "achieved", "p50 ms", "p99 ms", "errors"
+    );
+    for s in &t.steps {
+        let verdict = match s.judgement.verdict {
+            Verdict::Pass => "pass".to_string(),
+            Verdict::Fail => format!("FAIL: {}", s.judgement.reason),
+            Verdict::GeneratorLimited => format!("hammer-limited: {}", s.judgement.reason),
+        };
+        let _ = writeln!(
+            out,
+            "  {:>9} {:>10.1} {:>9.2} {:>9.2} {:>8}  {verdict}{}",
+            s.rate,
+            s.result.achieved_rate,
+            s.result.latency_ms.p50,
+            s.result.latency_ms.p99,
+            s.result.failed,
+            if s.low_confidence { " (few requests)" } else { "" }
+        );
+    }
+    let _ = writeln!(out, "  capacity: {}", capacity_line(t));
+    if let Some(k) = &t.knee {
+        let _ = writeln!(out, "  knee ({} req/s), top functions by CPU self time:", k.rate);
+        for f in k.top.iter().take(5) {
+            let _ = writeln!(out, "    {:>5.1}%  {}", f.self_pct, f.name);
+        }
+        for p in &k.problems {
+            let _ = writeln!(out, "    ({p})");
+        }
+    }
+    if let Some(u) = &t.usl {
+        let peak = u.peak().map_or("no retrograde peak in range".into(), |(n, x)| {
+            format!("throughput peaks near {x:.0} req/s at concurrency {n:.1}")
+        });
+        let _ = writeln!(
+            out,
+            "  USL fit: λ={:.1} req/s, σ={:.4}, κ={:.6} (R²={:.3}); {peak}",
+            u.lambda, u.sigma, u.kappa, u.r_squared
+        );
+    }
+    if let Some(p) = &t.plan {
+        let _ = writeln!(
+            out,
+            "  plan: {:.0} req/s at {:.0} req/s per instance needs {} + 1 = {} instances (N+1)",
+            p.expected_load,
+            p.per_instance,
+            p.instances - 1,
+            p.instances
+        );
+    }
+    for n in &t.notes {
+        let _ = writeln!(out, "  note: {n}");
+    }
+}
+
+/// "137 req/s (150 failed: ±9%)" and why the search ended.
+pub fn capacity_line(t: &TargetReport) -> String {
+    let why = match t.stopped {
+        Some(Stop::Converged) => "bisection converged",
+        Some(Stop::MaxRate) => "reached --max-rate; the capacity may be higher",
+        Some(Stop::GeneratorLimited) => "hammer was the limit; a lower bound",
+        Some(Stop::NothingPassed) => "even the lowest rate failed",
+        None => "search incomplete",
+    };
+    match &t.capacity {
+        Some(c) => match c.first_failing {
+            Some(f) => format!(
+                "{} req/s within {} ({f} req/s failed, margin {:.1}%; {why})",
+                c.rate,
+                t.slo,
+                c.margin() * 100.0
+            ),
+            None => format!("at least {} req/s within {} ({why})", c.rate, t.slo),
+        },
+        None => format!("none found ({why})"),
+    }
+}
+
+fn compare(out: &mut String, a: &TargetReport, b: &TargetReport) {
+    let _ = writeln!(out, "\ncompare: {}  vs  {}", a.name, b.name);
+    let cap = |t: &TargetReport| t.capacity.map_or(0.0, |c| c.rate);
+    let (ca, cb) = (cap(a), cap(b));
+    let ratio = if ca > 0.0 {
+        format!("{:.2}x", cb / ca)
+    } else {
+        "n/a".into()
+    };
+    let _ = writeln!(out, "  capacity: {ca} vs {cb} req/s (B/A {ratio})");
+    // Latency at the highest rate both passed.
+    let common = a
+        .steps
+        .iter()
+        .filter(|s| s.judgement.verdict == Verdict::Pass)
+        .filter_map(|s| {
+            b.steps
+                .iter()
+                .find(|o| o.rate == s.rate && o.judgement.verdict == Verdict::Pass)
+                .map(|o| (s, o))
+        })
+        .max_by(|x, y| x.0.rate.total_cmp(&y.0.rate));
+    if let Some((sa, sb)) = common {
+        let _ = writeln!(
+            out,
+            "  at {} req/s (both passed): p99 {:.2} vs {:.2} ms, p50 {:.2} vs {:.2} ms",
+            sa.rate,
+            sa.result.latency_ms.p99,
+            sb.result.latency_ms.p99,
+            sa.result.latency_ms.p50,
+            sb.result.latency_ms.p50
+        );
+    }
+}

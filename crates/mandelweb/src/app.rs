@@ -1,0 +1,150 @@
+//! Provides the `mandelweb` program as a function, so both its own binary
+//! and `hammer lab` (which runs it as its built-in target in a child
+//! process) parse the same flags: `GET /mandelbrot` (CPU bound) and `POST
+//! /find-by-age` (PostgreSQL bound) with hammer-diag switched on, and
+//! `mandelweb seed-db` to create its table. Prints the addresses it listens
+//! on, one per line, so a caller that asked for port 0 learns the real ones.
+
+use std::ffi::OsString;
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use hammer_diag::{Diag, Options};
+use indicatif::{ProgressBar, ProgressStyle};
+use crate::db::{self, Db, Settings};
+use crate::service::{router, VERSION};
+
+/// The seeds' reference service: GET /mandelbrot renders a PNG, POST
+/// /find-by-age {"age": N} queries PostgreSQL.
+///
+/// Example: mandelweb seed-db --rows 100000 --database-url postgres://postgres@127.0.0.1/postgres
+/// then mandelweb --database-url ... --pool-size 16 --diag-listen 127.0.0.1:6060
+#[derive(Debug, Parser)]
+#[command(name = "mandelweb", version = VERSION)]
+struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Public listener.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// Diagnostics listener (profiles, trace, /metrics, /connections); off when absent.
+    #[arg(long, value_name = "ADDR")]
+    diag_listen: Option<String>,
+    /// Longest a request may take (503 beyond).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    request_timeout: Duration,
+    /// Longest a drain on SIGTERM waits for requests in flight.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    drain_timeout: Duration,
+    /// PostgreSQL for /find-by-age, e.g. postgres://postgres@127.0.0.1:5432/postgres.
+    /// Without it /find-by-age answers 503.
+    #[arg(long, env = "DATABASE_URL", global = true)]
+    database_url: Option<String>,
+    /// 0: open a new database connection per request (the seed's starting
+    /// point); N: a pool of at most N connections.
+    #[arg(long, default_value_t = 16)]
+    pool_size: usize,
+    /// Pooled connections opened at start and kept warm (the seed's
+    /// MaxIdleConns step).
+    #[arg(long, default_value_t = 0)]
+    pool_min_idle: usize,
+    /// Bound on a database connect or pool wait (a 503 beyond).
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    db_timeout: Duration,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// (Re)create the `people` table (id, name, age; index on age) and fill
+    /// it by COPY. Ages cycle through 0..=99, so {"age": 300} matches none.
+    SeedDb {
+        /// Rows to write.
+        #[arg(long, default_value_t = 100_000)]
+        rows: usize,
+    },
+}
+
+/// Runs mandelweb with these command-line arguments (the first is the
+/// program name); `--help` and bad flags print and exit as usual.
+pub fn main_from(argv: impl IntoIterator<Item = OsString>) -> Result<()> {
+    let args = Args::parse_from(argv);
+    hammer_diag::init_logging();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    runtime.block_on(async move {
+        match args.command {
+            Some(Command::SeedDb { rows }) => seed(args.database_url.as_deref(), rows).await,
+            None => serve(args).await,
+        }
+    })
+}
+
+async fn seed(url: Option<&str>, rows: usize) -> Result<()> {
+    let url = url.context("seed-db needs --database-url (or DATABASE_URL)")?;
+    let bar = ProgressBar::new(rows as u64).with_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} rows {per_sec} eta {eta}")
+            .expect("a valid template"),
+    );
+    db::seed(url, rows, |done| bar.set_position(done as u64))
+        .await
+        .context("seeding the people table")?;
+    bar.finish_and_clear();
+    println!("people: {rows} rows, index on age");
+    Ok(())
+}
+
+async fn serve(args: Args) -> Result<()> {
+    let db = match &args.database_url {
+        Some(url) => {
+            let db = Db::new(&Settings {
+                url: url.clone(),
+                pool_size: args.pool_size,
+                min_idle: args.pool_min_idle,
+                connect_timeout: args.db_timeout,
+                query_timeout: args.db_timeout.max(Duration::from_secs(2)),
+            })?;
+            match db.warm().await {
+                Ok(n) if n > 0 => tracing::info!(connections = n, "database pool warm"),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "database not reachable yet; /find-by-age answers 503 until it is")
+                }
+            }
+            Some(db)
+        }
+        None => None,
+    };
+    let public = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("binding --listen {}", args.listen))?;
+    let diag = match &args.diag_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding --diag-listen {addr}"))?,
+        ),
+        None => None,
+    };
+    println!("listening on http://{}/", public.local_addr()?);
+    if let Some(d) = &diag {
+        println!("diagnostics on http://{}/", d.local_addr()?);
+    }
+    tracing::info!(
+        version = VERSION,
+        pool_size = args.pool_size,
+        "mandelweb started"
+    );
+    let options = Options {
+        request_timeout: args.request_timeout,
+        drain_timeout: args.drain_timeout,
+        ..Options::default()
+    };
+    Diag::new(VERSION, options)
+        .serve(router(db), public, diag)
+        .await
+        .context("serving")
+}
