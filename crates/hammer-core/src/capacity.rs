@@ -311,11 +311,12 @@ fn least_squares(rows: &[([f64; 3], f64)], keep: [bool; 3]) -> Option<[f64; 3]> 
         if m[i][i].abs() < 1e-12 * (1.0 + m[i][k].abs()) {
             return None;
         }
-        for r in 0..k {
+        let pivot_row = m[i].clone();
+        for (r, row) in m.iter_mut().enumerate() {
             if r != i {
-                let f = m[r][i] / m[i][i];
-                for c in i..=k {
-                    m[r][c] -= f * m[i][c];
+                let f = row[i] / pivot_row[i];
+                for (cell, p) in row.iter_mut().zip(&pivot_row).skip(i) {
+                    *cell -= f * p;
                 }
             }
         }

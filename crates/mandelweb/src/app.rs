@@ -9,12 +9,12 @@ use std::ffi::OsString;
 
 use std::time::Duration;
 
+use crate::db::{self, Db, Settings};
+use crate::service::{router, VERSION};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use hammer_diag::{Diag, Options};
 use indicatif::{ProgressBar, ProgressStyle};
-use crate::db::{self, Db, Settings};
-use crate::service::{router, VERSION};
 
 /// The seeds' reference service: GET /mandelbrot renders a PNG, POST
 /// /find-by-age {"age": N} queries PostgreSQL.

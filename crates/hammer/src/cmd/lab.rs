@@ -104,12 +104,14 @@ fn settings(args: &LabArgs) -> Result<lab::Settings> {
     let slo = Slo::parse(&args.slo).map_err(|e| bad_input(e.to_string()))?;
     let precision = percent(&args.precision, "--precision")?;
     if precision < 0.01 {
-        return Err(bad_input("--precision below 1% would outrun the noise of any machine"));
+        return Err(bad_input(
+            "--precision below 1% would outrun the noise of any machine",
+        ));
     }
     if !(args.growth > 1.0 && args.growth.is_finite()) {
         return Err(bad_input("--growth must be above 1"));
     }
-    if !(args.max_rate > 0.0) {
+    if args.max_rate.is_nan() || args.max_rate <= 0.0 {
         return Err(bad_input("--max-rate must be positive"));
     }
     if args.step.is_zero() {
@@ -176,9 +178,18 @@ fn rationale(args: &LabArgs, settings: &lab::Settings) -> Option<String> {
 /// A target as the user named it, before it runs.
 enum Spec {
     /// The built-in mandelweb with these extra flags.
-    Builtin { name: String, slug: String, flags: Vec<String> },
+    Builtin {
+        name: String,
+        slug: String,
+        flags: Vec<String>,
+    },
     /// A URL the user runs.
-    Url { name: String, slug: String, url: String, diag: Option<String> },
+    Url {
+        name: String,
+        slug: String,
+        url: String,
+        diag: Option<String>,
+    },
 }
 
 fn target_specs(args: &LabArgs) -> Result<Vec<Spec>> {
@@ -225,11 +236,27 @@ impl Spec {
     /// what the method needs.
     fn start(&self, args: &LabArgs) -> Result<(TargetSpec, Option<Service>)> {
         let (name, slug, url, diag, service) = match self {
-            Spec::Url { name, slug, url, diag } => (name, slug, url.clone(), diag.clone(), None),
+            Spec::Url {
+                name,
+                slug,
+                url,
+                diag,
+            } => (name, slug, url.clone(), diag.clone(), None),
             Spec::Builtin { name, slug, flags } => {
-                let (service, public, diag) = spawn_mandelweb(args, flags, &args.out.join(format!("{slug}-service.log")))?;
-                let path = if args.database_url.is_some() { "find-by-age" } else { "mandelbrot" };
-                (name, slug, format!("{public}{path}"), Some(diag), Some(service))
+                let (service, public, diag) =
+                    spawn_mandelweb(args, flags, &args.out.join(format!("{slug}-service.log")))?;
+                let path = if args.database_url.is_some() {
+                    "find-by-age"
+                } else {
+                    "mandelbrot"
+                };
+                (
+                    name,
+                    slug,
+                    format!("{public}{path}"),
+                    Some(diag),
+                    Some(service),
+                )
             }
         };
         let builtin_db = service.is_some() && args.database_url.is_some();
@@ -240,7 +267,10 @@ impl Spec {
         let mut headers = args
             .headers
             .iter()
-            .map(|h| parse_header(h).ok_or_else(|| bad_input(format!("bad header {h:?}: use 'Name: value'"))))
+            .map(|h| {
+                parse_header(h)
+                    .ok_or_else(|| bad_input(format!("bad header {h:?}: use 'Name: value'")))
+            })
             .collect::<Result<Vec<_>>>()?;
         let body = match &args.body {
             Some(p) => std::fs::read(p)
@@ -252,7 +282,12 @@ impl Spec {
             None => Vec::new(),
         };
         let loaded = Loaded {
-            target: Target { method: method.clone(), url: url.clone(), headers, body: args.body.clone() },
+            target: Target {
+                method: method.clone(),
+                url: url.clone(),
+                headers,
+                body: args.body.clone(),
+            },
             body,
         };
         let (origin, requests) = prepare(&[loaded], true).map_err(|e| bad_input(e.to_string()))?;
@@ -277,15 +312,26 @@ impl Spec {
 }
 
 /// Starts `hammer mandelweb ...` and reads the two addresses it prints.
-fn spawn_mandelweb(args: &LabArgs, flags: &[String], log: &Path) -> Result<(Service, String, String)> {
+fn spawn_mandelweb(
+    args: &LabArgs,
+    flags: &[String],
+    log: &Path,
+) -> Result<(Service, String, String)> {
     let exe = std::env::current_exe().context("finding hammer's own executable")?;
     let mut cmd = Command::new(exe);
-    cmd.args(["mandelweb", "--listen", "127.0.0.1:0", "--diag-listen", "127.0.0.1:0"]);
+    cmd.args([
+        "mandelweb",
+        "--listen",
+        "127.0.0.1:0",
+        "--diag-listen",
+        "127.0.0.1:0",
+    ]);
     if let Some(db) = &args.database_url {
         cmd.args(["--database-url", db]);
     }
     cmd.args(flags);
-    let log_file = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    let log_file =
+        std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(log_file)
@@ -319,11 +365,34 @@ fn spawn_mandelweb(args: &LabArgs, flags: &[String], log: &Path) -> Result<(Serv
 /// find-by-age target gets its table seeded when it is missing.
 fn probe(spec: &TargetSpec, args: &LabArgs, builtin_db: bool) -> Result<()> {
     let once = || -> Result<(u16, String)> {
-        let load = Load { connections: 1, workers: 1, ..spec.load.clone() };
-        let (r, _) = hammer::lab::step::run_step(&load, 5.0, Duration::ZERO, Duration::from_millis(200), &Arc::new(AtomicBool::new(false)), |_| {})?;
+        let load = Load {
+            connections: 1,
+            workers: 1,
+            ..spec.load.clone()
+        };
+        let (r, _) = hammer::lab::step::run_step(
+            &load,
+            5.0,
+            Duration::ZERO,
+            Duration::from_millis(200),
+            &Arc::new(AtomicBool::new(false)),
+            |_| {},
+        )?;
         let status = r.status_codes.keys().next().cloned().unwrap_or_default();
-        let errors: Vec<String> = r.errors.iter().filter(|(_, n)| **n > 0).map(|(k, _)| k.clone()).collect();
-        Ok((u16::try_from(r.succeeded).unwrap_or(u16::MAX), if errors.is_empty() { status } else { errors.join(", ") }))
+        let errors: Vec<String> = r
+            .errors
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(k, _)| k.clone())
+            .collect();
+        Ok((
+            u16::try_from(r.succeeded).unwrap_or(u16::MAX),
+            if errors.is_empty() {
+                status
+            } else {
+                errors.join(", ")
+            },
+        ))
     };
     let (ok, what) = once()?;
     if ok > 0 {
@@ -374,7 +443,11 @@ impl Display {
                 .expect("static template")
                 .progress_chars("=> "),
         );
-        Display { bar, quiet, step: 0 }
+        Display {
+            bar,
+            quiet,
+            step: 0,
+        }
     }
 
     fn line(&self, text: &str) {
@@ -393,7 +466,8 @@ impl Observer for Display {
         self.step += 1;
         self.bar.set_length(measure.as_secs().max(1));
         self.bar.set_position(0);
-        self.bar.set_prefix(format!("{target}: step {} at {rate} req/s", self.step));
+        self.bar
+            .set_prefix(format!("{target}: step {} at {rate} req/s", self.step));
         self.bar.set_message("warming up");
     }
 

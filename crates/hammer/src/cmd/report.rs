@@ -1,11 +1,13 @@
 //! Provides `hammer report`: merge result files exactly (histograms add)
-//! and print the combined report.
+//! and print the combined report; given a `hammer lab` report.json, print
+//! the lab's summary again.
 
 use anyhow::{Context, Result};
 use hammer_core::result::RunResult;
 
 use super::{bad_input, parse_slo, print_stdout, Exit};
 use crate::cli::{Format, ReportArgs};
+use hammer::lab::{summary, LabReport};
 use hammer::report::text;
 
 /// Runs `hammer report`.
@@ -15,6 +17,11 @@ pub fn run(args: ReportArgs) -> Result<Exit> {
     for path in &args.files {
         let text = std::fs::read_to_string(path)
             .map_err(|e| bad_input(format!("cannot read {}: {e}", path.display())))?;
+        if args.files.len() == 1 && text.contains("\"targets\"") {
+            if let Ok(lab) = serde_json::from_str::<LabReport>(&text) {
+                return lab_report(&lab, &args);
+            }
+        }
         let result: RunResult = serde_json::from_str(&text).map_err(|e| {
             bad_input(format!(
                 "{} is not a hammer result file: {e}",
@@ -38,4 +45,21 @@ pub fn run(args: ReportArgs) -> Result<Exit> {
         Some(s) if !s.passed => Exit::SloViolated,
         _ => Exit::Ok,
     })
+}
+
+/// A `hammer lab` report.json: the lab's summary again, or as JSON every
+/// step's result (each one mergeable like an `-o` file).
+fn lab_report(lab: &LabReport, args: &ReportArgs) -> Result<Exit> {
+    match args.format {
+        Format::Text => print_stdout(&summary::render(lab))?,
+        Format::Json => {
+            let steps: Vec<_> = lab
+                .targets
+                .iter()
+                .flat_map(|t| t.steps.iter().map(|s| &s.result))
+                .collect();
+            print_stdout(&(serde_json::to_string_pretty(&steps)? + "\n"))?;
+        }
+    }
+    Ok(Exit::Ok)
 }

@@ -97,11 +97,15 @@ fn target(h: &mut String, t: &TargetReport, dir: &Path) -> Result<()> {
     chart(h, "latency percentiles vs offered rate", |b| {
         latency_vs_rate(b, &steps, slo_limit)
     })?;
-    chart(h, "achieved vs offered rate", |b| achieved_vs_offered(b, &steps))?;
+    chart(h, "achieved vs offered rate", |b| {
+        achieved_vs_offered(b, &steps)
+    })?;
     chart(h, "latency p99 over time, per step", |b| {
         latency_over_time(b, &t.steps, slo_limit)
     })?;
-    chart(h, "failed requests vs offered rate", |b| errors_vs_rate(b, &steps))?;
+    chart(h, "failed requests vs offered rate", |b| {
+        errors_vs_rate(b, &steps)
+    })?;
     h.push_str("</div>");
     h.push_str("<table><tr><th>#</th><th>offered req/s</th><th>achieved</th><th>p50 ms</th><th>p90 ms</th><th>p99 ms</th><th>max ms</th><th>failed</th><th>hammer lag p99 ms</th><th>verdict</th></tr>");
     for (i, s) in t.steps.iter().enumerate() {
@@ -110,7 +114,10 @@ fn target(h: &mut String, t: &TargetReport, dir: &Path) -> Result<()> {
             Verdict::Pass => "<span class=pass>pass</span>".to_string(),
             Verdict::Fail => format!("<span class=fail>fail</span> {}", esc(&s.judgement.reason)),
             Verdict::GeneratorLimited => {
-                format!("<span class=warn>hammer-limited</span> {}", esc(&s.judgement.reason))
+                format!(
+                    "<span class=warn>hammer-limited</span> {}",
+                    esc(&s.judgement.reason)
+                )
             }
         };
         let _ = write!(
@@ -145,15 +152,20 @@ fn target(h: &mut String, t: &TargetReport, dir: &Path) -> Result<()> {
     if let Some(k) = &t.knee {
         let _ = write!(h, "<h3>At the knee: {} req/s</h3>", k.rate);
         if let Some(f) = &k.flamegraph_file {
-            let svg = std::fs::read_to_string(dir.join(f))
-                .with_context(|| format!("reading {f}"))?;
-            // A document of its own, so the flame graph's script and ids
-            // cannot clash with the page's (two with --compare).
+            let svg =
+                std::fs::read_to_string(dir.join(f)).with_context(|| format!("reading {f}"))?;
+            // A document of its own inside the page (srcdoc: data: URLs
+            // are capped at 2 MB), so the flame graph's script and ids cannot
+            // clash with the page's (two with --compare).
+            let doc = format!("<style>body{{margin:0}}svg{{width:100%;height:auto}}</style>{svg}");
             let _ = write!(
                 h,
                 "<iframe class=flame title=\"flame graph\" srcdoc=\"{}\"></iframe>",
-                esc(&svg)
+                esc(&doc)
             );
+        }
+        if let Some(line) = super::summary::busy_line(k) {
+            let _ = write!(h, "<p>{}.</p>", esc(&line));
         }
         if !k.top.is_empty() {
             h.push_str("<table><tr><th>self %</th><th>total %</th><th>function</th></tr>");
@@ -239,7 +251,8 @@ fn latency_vs_rate(
         .y_desc("latency, ms (log)")
         .draw()
         .map_err(plot_err)?;
-    let series: [(&str, fn(&StepRecord) -> f64); 3] = [
+    type Pick = fn(&StepRecord) -> f64;
+    let series: [(&str, Pick); 3] = [
         ("p50", |s| s.result.latency_ms.p50),
         ("p90", |s| s.result.latency_ms.p90),
         ("p99", |s| s.result.latency_ms.p99),
@@ -355,7 +368,11 @@ fn latency_over_time(
         .map_err(plot_err)?;
     for (i, s) in steps.iter().enumerate() {
         let color = PALETTE[i % PALETTE.len()];
-        let pts: Vec<(f64, f64)> = s.timeline.iter().map(|t| (t.t_s, t.p99_ms.max(lo))).collect();
+        let pts: Vec<(f64, f64)> = s
+            .timeline
+            .iter()
+            .map(|t| (t.t_s, t.p99_ms.max(lo)))
+            .collect();
         c.draw_series(LineSeries::new(pts, color.stroke_width(2)))
             .map_err(plot_err)?
             .label(format!("{} req/s", s.rate))
@@ -387,6 +404,6 @@ body{font:14px/1.4 system-ui,sans-serif;margin:2em;max-width:1400px;color:#222}\
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}\
 td:last-child,th:last-child{text-align:left}code{font-size:12px}\
 .charts{display:flex;flex-wrap:wrap;gap:8px}figure{margin:0}\
-.flame{width:100%;height:620px;border:1px solid #ccc}\
+.flame{width:1220px;height:700px;border:1px solid #ccc}\
 .pass{color:#080;font-weight:bold}.fail{color:#c00;font-weight:bold}.warn{color:#b60}.note{color:#555}\
 </style></head><body>";

@@ -103,6 +103,10 @@ pub struct Knee {
     pub trace_file: Option<String>,
     /// Top functions by self time.
     pub top: Vec<TopFunction>,
+    /// Cores the service kept busy on average while profiled (samples /
+    /// (rate × seconds)); well under 1 means its time goes off the CPU.
+    #[serde(default)]
+    pub cores_busy: Option<f64>,
     /// What went wrong fetching, if anything.
     pub problems: Vec<String>,
 }
@@ -238,9 +242,9 @@ pub fn run_target(
             break;
         }
         if report.steps.iter().any(|s| s.rate == rate) {
-            report
-                .notes
-                .push(format!("the search came back to {rate} req/s; stopped there"));
+            report.notes.push(format!(
+                "the search came back to {rate} req/s; stopped there"
+            ));
             break;
         }
         if Instant::now() + settings.warmup + measure > deadline {
@@ -271,7 +275,11 @@ pub fn run_target(
                 .into(),
         );
     }
-    if report.steps.iter().any(|s| s.judgement.generator_lagged && s.judgement.verdict == Verdict::Pass) {
+    if report
+        .steps
+        .iter()
+        .any(|s| s.judgement.generator_lagged && s.judgement.verdict == Verdict::Pass)
+    {
         report.notes.push(
             "some passing steps had hammer lagging its schedule by > 1 ms p99 (their latency is, if anything, overstated)".into(),
         );
@@ -295,18 +303,22 @@ pub fn run_target(
         (Some(diag), Some(rate)) if !stop.load(Ordering::SeqCst) => {
             let needed = settings.warmup + Duration::from_secs(settings.profile_seconds + 2);
             if Instant::now() + needed > deadline {
-                report.notes.push("no profile at the knee: the --budget ran out".into());
+                report
+                    .notes
+                    .push("no profile at the knee: the --budget ran out".into());
             } else {
                 observer.note(&format!(
                     "profiling {} at the knee, {rate} req/s, for {} s",
                     spec.name, settings.profile_seconds
                 ));
-                report.knee = Some(profile_knee(spec, settings, diag, rate, dir, stop, observer)?);
+                report.knee = Some(profile_knee(
+                    spec, settings, diag, rate, dir, stop, observer,
+                )?);
             }
         }
-        (None, Some(_)) => report
-            .notes
-            .push("no profile at the knee: give --diag URL of the target's diagnostics listener".into()),
+        (None, Some(_)) => report.notes.push(
+            "no profile at the knee: give --diag URL of the target's diagnostics listener".into(),
+        ),
         _ => {}
     }
     Ok(report)
@@ -355,7 +367,10 @@ fn profile_knee(
             std::thread::sleep(Duration::from_secs(1));
             profile::get(&trace_url, Duration::from_secs(15))
         });
-        let pprof = profile::get(&format!("{base}/debug/pprof/profile?seconds={secs}"), timeout);
+        let pprof = profile::get(
+            &format!("{base}/debug/pprof/profile?seconds={secs}&hz={PROFILE_HZ}"),
+            timeout,
+        );
         let trace = trace
             .join()
             .unwrap_or_else(|_| Err(anyhow::anyhow!("trace fetch panicked")));
@@ -375,6 +390,7 @@ fn profile_knee(
         flamegraph_file: None,
         trace_file: None,
         top: Vec::new(),
+        cores_busy: None,
         problems: Vec::new(),
     };
     match pprof {
@@ -385,6 +401,8 @@ fn profile_knee(
             match profile::folded_stacks(&bytes) {
                 Ok(folded) if !folded.is_empty() => {
                     knee.top = profile::top_functions(&folded, 15);
+                    let samples = profile::sample_count(&folded);
+                    knee.cores_busy = Some(samples as f64 / (PROFILE_HZ * secs) as f64);
                     let title = format!("{} at {rate} req/s (the knee)", spec.name);
                     let svg = profile::flame_graph(&folded, &title)?;
                     let name = format!("{}-flamegraph.svg", spec.slug);
@@ -409,10 +427,17 @@ fn profile_knee(
     Ok(knee)
 }
 
+/// Sampling rate of the knee's CPU profile (hammer-diag takes `hz`; Go's
+/// net/http/pprof ignores it and samples at 100 Hz).
+const PROFILE_HZ: u64 = 499;
+
 /// Measured length of a step at `rate`.
 pub fn step_length(settings: &Settings, rate: f64) -> Duration {
     let for_requests = Duration::from_secs_f64(settings.min_requests as f64 / rate.max(1e-3));
-    settings.step.max(for_requests).min(settings.max_step.max(settings.step))
+    settings
+        .step
+        .max(for_requests)
+        .min(settings.max_step.max(settings.step))
 }
 
 /// Rates shown to three significant figures (bisection makes 137.5, not 137.4999).
@@ -446,7 +471,7 @@ mod tests {
     fn rates_are_rounded_to_three_figures() {
         assert_eq!(round_rate(137.4999), 137.0);
         assert_eq!(round_rate(12_345.6), 12_300.0);
-        assert_eq!(round_rate(3.14159), 3.1);
+        assert_eq!(round_rate(4.5678), 4.6);
         assert_eq!(round_rate(50.0), 50.0);
     }
 }

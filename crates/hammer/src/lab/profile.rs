@@ -29,7 +29,10 @@ pub fn get(url: &str, timeout: Duration) -> Result<Vec<u8>> {
         .http_status_as_error(false)
         .build()
         .into();
-    let mut response = agent.get(url).call().with_context(|| format!("GET {url}"))?;
+    let mut response = agent
+        .get(url)
+        .call()
+        .with_context(|| format!("GET {url}"))?;
     let status = response.status();
     let body = response
         .body_mut()
@@ -112,6 +115,14 @@ pub fn folded_stacks(pprof: &[u8]) -> Result<Vec<String>> {
     Ok(lines)
 }
 
+/// Samples in folded stacks.
+pub fn sample_count(folded: &[String]) -> u64 {
+    folded
+        .iter()
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<u64>().ok())
+        .sum()
+}
+
 /// The functions taking the most samples on top of the stack.
 pub fn top_functions(folded: &[String], n: usize) -> Vec<TopFunction> {
     let mut own: HashMap<&str, i64> = HashMap::new();
@@ -152,6 +163,9 @@ pub fn top_functions(folded: &[String], n: usize) -> Vec<TopFunction> {
 pub fn flame_graph(folded: &[String], title: &str) -> Result<Vec<u8>> {
     let mut options = inferno::flamegraph::Options::default();
     options.title = title.to_string();
+    // Roots at the top: the wide frames are in view without scrolling
+    // past deep (e.g. rayon's recursive) stacks.
+    options.direction = inferno::flamegraph::Direction::Inverted;
     options.count_name = "samples".into();
     let mut svg = Vec::new();
     inferno::flamegraph::from_lines(&mut options, folded.iter().map(String::as_str), &mut svg)

@@ -45,12 +45,23 @@ fn target(out: &mut String, t: &TargetReport) {
             s.result.latency_ms.p50,
             s.result.latency_ms.p99,
             s.result.failed,
-            if s.low_confidence { " (few requests)" } else { "" }
+            if s.low_confidence {
+                " (few requests)"
+            } else {
+                ""
+            }
         );
     }
     let _ = writeln!(out, "  capacity: {}", capacity_line(t));
     if let Some(k) = &t.knee {
-        let _ = writeln!(out, "  knee ({} req/s), top functions by CPU self time:", k.rate);
+        let _ = writeln!(
+            out,
+            "  knee ({} req/s), top functions by CPU self time:",
+            k.rate
+        );
+        if let Some(line) = busy_line(k) {
+            let _ = writeln!(out, "    {line}");
+        }
         for f in k.top.iter().take(5) {
             let _ = writeln!(out, "    {:>5.1}%  {}", f.self_pct, f.name);
         }
@@ -59,9 +70,11 @@ fn target(out: &mut String, t: &TargetReport) {
         }
     }
     if let Some(u) = &t.usl {
-        let peak = u.peak().map_or("no retrograde peak in range".into(), |(n, x)| {
-            format!("throughput peaks near {x:.0} req/s at concurrency {n:.1}")
-        });
+        let peak = u
+            .peak()
+            .map_or("no retrograde peak in range".into(), |(n, x)| {
+                format!("throughput peaks near {x:.0} req/s at concurrency {n:.1}")
+            });
         let _ = writeln!(
             out,
             "  USL fit: λ={:.1} req/s, σ={:.4}, κ={:.6} (R²={:.3}); {peak}",
@@ -139,4 +152,18 @@ fn compare(out: &mut String, a: &TargetReport, b: &TargetReport) {
             sb.result.latency_ms.p50
         );
     }
+}
+
+/// How busy the service was while profiled, and what that means.
+pub fn busy_line(k: &super::Knee) -> Option<String> {
+    let busy = k.cores_busy?;
+    Some(if busy < 0.5 {
+        format!(
+            "the service kept only {busy:.2} cores busy: its time at the knee goes off the CPU \
+             (waiting on a database, locks or I/O), so the flame graph shows the little it computes; \
+             the trace shows the waits"
+        )
+    } else {
+        format!("the service kept {busy:.2} cores busy: the flame graph is where its time goes")
+    })
 }

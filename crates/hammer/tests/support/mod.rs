@@ -35,6 +35,8 @@ pub struct Seen {
     pub last: Mutex<Option<LastRequest>>,
     /// Every path requested.
     pub paths: Mutex<Vec<String>>,
+    /// When the `Capacity` server's queue is free again.
+    pub queue: Mutex<Option<Instant>>,
 }
 
 /// How a test server answers.
@@ -49,6 +51,10 @@ pub enum Behavior {
     Slow(Duration),
     /// 503 for every request.
     Unavailable,
+    /// One request at a time, each taking 1/R s of a virtual clock: serves
+    /// at most R req/s, and a queue builds beyond (timer jitter does not
+    /// add up, so the capacity is exactly R).
+    Capacity(u32),
 }
 
 /// A running server; dropping it stops it and closes every connection.
@@ -143,7 +149,9 @@ async fn handle(
         .map(|b| b.to_bytes().to_vec())
         .unwrap_or_default();
     seen.requests.fetch_add(1, Ordering::SeqCst);
-    seen.paths.lock().unwrap().push(path.clone());
+    if !matches!(behavior, Behavior::Capacity(_)) {
+        seen.paths.lock().unwrap().push(path.clone());
+    }
     *seen.last.lock().unwrap() = Some((method, path, header, body));
     let mut status = 200;
     match behavior {
@@ -157,6 +165,17 @@ async fn handle(
         }
         Behavior::Slow(d) => tokio::time::sleep(d).await,
         Behavior::Unavailable => status = 503,
+        Behavior::Capacity(per_sec) => {
+            let cost = Duration::from_secs_f64(1.0 / f64::from(per_sec));
+            let done = {
+                let mut queue = seen.queue.lock().unwrap();
+                let now = Instant::now();
+                let end = queue.map_or(now, |t| t.max(now)) + cost;
+                *queue = Some(end);
+                end
+            };
+            tokio::time::sleep_until(done.into()).await;
+        }
     }
     Ok(Response::builder()
         .status(status)

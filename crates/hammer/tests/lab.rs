@@ -1,0 +1,264 @@
+//! `hammer lab` end to end: a service of known capacity, the built-in
+//! mandelweb with its HTML report judged by headless Chromium, and the
+//! seed's pool experiment against a real PostgreSQL.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use support::{exclusive, hammer, Behavior, Server};
+
+/// Flags that keep a lab short in tests: short steps, fewer requests.
+const QUICK: &[&str] = &[
+    "--step",
+    "2s",
+    "--warmup",
+    "300ms",
+    "--min-requests",
+    "100",
+    "--budget",
+    "4m",
+    "-q",
+];
+
+fn lab(extra: &[&str], dir: &Path) -> serde_json::Value {
+    let mut args = vec!["lab", "-o", dir.to_str().unwrap()];
+    args.extend_from_slice(QUICK);
+    args.extend_from_slice(extra);
+    let out = hammer(&args, Duration::from_secs(300));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "hammer lab failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("capacity:"), "{stdout}");
+    let text = std::fs::read_to_string(dir.join("report.json")).expect("report.json");
+    serde_json::from_str(&text).expect("report.json parses")
+}
+
+fn capacity(target: &serde_json::Value) -> f64 {
+    target["capacity"]["rate"].as_f64().expect("a capacity")
+}
+
+#[test]
+fn finds_a_known_capacity_within_10_percent() {
+    let _x = exclusive();
+    let server = Server::start(Behavior::Capacity(400));
+    let dir = tempfile::tempdir().unwrap();
+    let url = server.url("/");
+    let report = lab(&["--target", &url, "--start-rate", "100"], dir.path());
+    let t = &report["targets"][0];
+    let found = capacity(t);
+    println!("true capacity 400 req/s, found {found}");
+    assert!((found - 400.0).abs() <= 40.0, "found {found}");
+    assert_eq!(t["stopped"], "converged");
+    let steps = t["steps"].as_array().unwrap();
+    assert!(steps.iter().any(|s| s["judgement"]["verdict"] == "fail"));
+    // Every step's full result is kept, mergeable like an -o file.
+    assert!(steps
+        .iter()
+        .all(|s| s["result"]["histogram"].as_str().is_some()));
+    // No --diag: no profile, and the report says how to get one.
+    assert!(t["knee"].is_null());
+    assert!(t["notes"].to_string().contains("--diag"));
+    // `hammer report` reads report.json back.
+    let again = hammer(
+        &["report", dir.path().join("report.json").to_str().unwrap()],
+        Duration::from_secs(10),
+    );
+    assert!(String::from_utf8_lossy(&again.stdout).contains("capacity:"));
+}
+
+#[test]
+fn bad_lab_flags_are_one_line_errors() {
+    for (args, says) in [
+        (&["lab", "--precision", "abc"][..], "--precision"),
+        (&["lab", "--growth", "1"][..], "--growth"),
+        (&["lab", "--slo", "p99>5ms"][..], "METRIC<LIMIT"),
+        (
+            &["lab", "--target", "http://127.0.0.1:9/"][..],
+            "does not answer",
+        ),
+    ] {
+        let out = hammer(args, Duration::from_secs(30));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}
+
+fn chromium() -> PathBuf {
+    for name in [
+        "chromium-headless-shell",
+        "chromium",
+        "chromium-browser",
+        "google-chrome",
+    ] {
+        if let Ok(out) = Command::new("which").arg(name).output() {
+            if out.status.success() {
+                return PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+            }
+        }
+    }
+    let shell = PathBuf::from("/usr/lib/chromium/chromium-headless-shell");
+    assert!(
+        shell.exists(),
+        "headless Chromium is needed to judge the HTML report: apt-get install chromium-headless-shell"
+    );
+    shell
+}
+
+fn chromium_run(args: &[&str]) -> std::process::Output {
+    Command::new(chromium())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+        ])
+        .args(args)
+        .output()
+        .expect("chromium runs")
+}
+
+/// Pixels whose colour is a flame graph's (red to yellow: strong red, less
+/// green, little blue), counted in a screenshot.
+fn flame_pixels(png_path: &Path) -> (usize, usize) {
+    let decoder = png::Decoder::new(std::io::BufReader::new(
+        std::fs::File::open(png_path).unwrap(),
+    ));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let channels = info.line_size / info.width as usize;
+    let (mut flame, mut colored) = (0, 0);
+    for px in buf[..info.buffer_size()].chunks(channels) {
+        let (r, g, b) = (px[0] as i32, px[1] as i32, px[2] as i32);
+        if r > 200 && g > 50 && g < 200 && b < 80 {
+            flame += 1;
+        }
+        if (r - g).abs() > 40 || (g - b).abs() > 40 {
+            colored += 1;
+        }
+    }
+    (flame, colored)
+}
+
+#[test]
+fn builtin_lab_report_renders_charts_and_flame_graph_in_chromium() {
+    let _x = exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let report = lab(
+        &["--precision", "15%", "--profile-seconds", "2"],
+        dir.path(),
+    );
+    let t = &report["targets"][0];
+    assert!(capacity(t) > 0.0);
+    assert!(report["rationale"]
+        .as_str()
+        .unwrap()
+        .contains("/mandelbrot"));
+    assert!(t["plan"]["instances"].as_u64().unwrap() >= 2);
+    let knee = &t["knee"];
+    assert!(
+        knee["top"].as_array().is_some_and(|t| !t.is_empty()),
+        "top functions at the knee: {knee}"
+    );
+    for f in ["profile_file", "flamegraph_file", "trace_file"] {
+        let name = knee[f].as_str().unwrap_or_else(|| panic!("{f}: {knee}"));
+        assert!(dir.path().join(name).exists(), "{name}");
+    }
+    let index = dir.path().join("index.html");
+    let url = format!("file://{}", index.display());
+
+    // The DOM after Chromium parsed it: four charts with drawn lines.
+    let dom = chromium_run(&["--dump-dom", &url]);
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    let charts = dom.matches("<figure><svg").count();
+    assert_eq!(charts, 4, "four charts");
+    for chart in dom.split("<figure>").skip(1) {
+        let chart = &chart[..chart.find("</figure>").unwrap()];
+        assert!(chart.contains("<polyline"), "a chart with a line");
+        assert!(chart.contains("<text"), "a chart with labels");
+    }
+    assert!(
+        dom.contains("<iframe class=\"flame\"") && dom.contains("srcdoc=\"&lt;style&gt;"),
+        "the flame graph is embedded in the page"
+    );
+    assert!(
+        dom.contains("SLO p99 &lt; 60 ms"),
+        "the SLO line is labelled"
+    );
+
+    // A screenshot: the page is drawn, and the flame graph with it.
+    let shot = dir.path().join("shot.png");
+    let out = chromium_run(&[
+        &format!("--screenshot={}", shot.display()),
+        "--window-size=1400,3000",
+        "--virtual-time-budget=3000",
+        &url,
+    ]);
+    assert!(
+        shot.exists(),
+        "no screenshot: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (flame, colored) = flame_pixels(&shot);
+    println!("screenshot: {flame} flame-coloured and {colored} coloured pixels");
+    assert!(colored > 30_000, "charts drawn: {colored}");
+    assert!(flame > 30_000, "flame graph drawn: {flame}");
+}
+
+#[test]
+fn compare_finds_the_pool_ahead_and_the_no_pool_knee_in_connection_setup() {
+    let _x = exclusive();
+    let pg = testkit::postgres::Cluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    let url = pg.url();
+    let report = lab(
+        &[
+            "--database-url",
+            &url,
+            "--compare",
+            "--pool-size 0",
+            "--pool-size 8",
+            "--max-rate",
+            "2000",
+            "--precision",
+            "20%",
+            "--profile-seconds",
+            "4",
+        ],
+        dir.path(),
+    );
+    let (a, b) = (&report["targets"][0], &report["targets"][1]);
+    assert_eq!(a["name"], "mandelweb --pool-size 0");
+    let (ca, cb) = (capacity(a), capacity(b));
+    println!("no pool {ca} req/s, pool of 8 {cb} req/s");
+    assert!(cb > 2.0 * ca, "the pool wins: {ca} vs {cb}");
+    assert_eq!(b["stopped"], "max_rate");
+    // The seed's finding: without a pool, the knee is connection setup.
+    let flame = a["knee"]["flamegraph_file"]
+        .as_str()
+        .expect("a flame graph");
+    let svg = std::fs::read_to_string(dir.path().join(flame)).unwrap();
+    assert!(
+        svg.contains("mandelweb::db::connect") || svg.contains("connect_raw"),
+        "connection setup in the no-pool flame graph"
+    );
+    // And the lab says why the graph is thin: the service waits, off the CPU.
+    let busy = a["knee"]["cores_busy"].as_f64().unwrap();
+    assert!(
+        busy < 0.5,
+        "no-pool mandelweb busy {busy} cores at the knee"
+    );
+    assert!(report["rationale"]
+        .as_str()
+        .unwrap()
+        .contains("find-by-age"));
+    drop(pg);
+}
