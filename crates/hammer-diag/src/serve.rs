@@ -18,6 +18,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tower::ServiceExt;
+use tracing::Instrument;
 
 use crate::Shared;
 
@@ -137,10 +138,17 @@ fn spawn_connection(
         .header_read_timeout(shared.options.header_read_timeout)
         .serve_connection(TokioIo::new(stream), service);
     let conn = graceful.watch(conn);
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(error = %e, %peer, "connection ended with an error");
+    // Seen only by a trace capture (debug level is below the logs' default
+    // filter): the parent of the connection's request spans, so the trace
+    // draws a flow from the accept to each request.
+    let span = tracing::debug_span!("connection", %peer);
+    tokio::spawn(
+        async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, %peer, "connection ended with an error");
+            }
+            drop(registered);
         }
-        drop(registered);
-    });
+        .instrument(span),
+    );
 }

@@ -54,19 +54,34 @@ fn thread() -> (u64, String) {
 }
 
 struct Recorded {
+    seq: u64,
     name: &'static str,
     start: Instant,
     duration: Duration,
     thread: (u64, String),
     fields: Vec<(&'static str, String)>,
+    parent: Option<Origin>,
+}
+
+/// Where a span came from: its parent's start on the parent's thread (the
+/// accept of a connection for a request, the request for a handler span).
+#[derive(Clone)]
+struct Origin {
+    start: Instant,
+    thread: u64,
 }
 
 /// A span's data while it is open.
 struct Open {
+    seq: u64,
     start: Instant,
     thread: (u64, String),
     fields: Vec<(&'static str, String)>,
+    parent: Option<Origin>,
 }
+
+/// Numbers spans uniquely (tracing's ids are reused once a span closes).
+static SEQ: AtomicU64 = AtomicU64::new(1);
 
 struct Fields<'a>(&'a mut Vec<(&'static str, String)>);
 
@@ -87,10 +102,18 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Capture {
         let Some(span) = ctx.span(id) else { return };
         let mut fields = Vec::new();
         attrs.record(&mut Fields(&mut fields));
+        let parent = span.parent().and_then(|p| {
+            p.extensions().get::<Open>().map(|o| Origin {
+                start: o.start,
+                thread: o.thread.0,
+            })
+        });
         span.extensions_mut().insert(Open {
+            seq: SEQ.fetch_add(1, Ordering::Relaxed),
             start: Instant::now(),
             thread: thread(),
             fields,
+            parent,
         });
     }
 
@@ -113,11 +136,13 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Capture {
             return;
         }
         spans.push(Recorded {
+            seq: open.seq,
             name: span.name(),
             start: open.start,
             duration: open.start.elapsed(),
             thread: open.thread,
             fields: open.fields,
+            parent: open.parent,
         });
     }
 }
@@ -182,7 +207,10 @@ pub(crate) async fn trace(
 }
 
 /// Chrome trace-event JSON: one complete (`X`) event per span, timestamps in
-/// microseconds from the start of the window, and a name row per thread.
+/// microseconds from the start of the window, a name row per thread, and a
+/// flow arrow (`s` → `f`) from each span's parent to it: from a
+/// connection's accept to each of its requests, from a request to the
+/// handler work it started, across threads.
 fn chrome_trace(spans: &[Recorded], begin: Instant, dropped: u64) -> Value {
     let _ = epoch();
     let mut events: Vec<Value> = Vec::with_capacity(spans.len() + 8);
@@ -205,6 +233,17 @@ fn chrome_trace(spans: &[Recorded], begin: Instant, dropped: u64) -> Value {
             "name": s.name, "cat": "span", "ph": "X", "pid": 1, "tid": s.thread.0,
             "ts": ts, "dur": s.duration.as_secs_f64() * 1e6, "args": args,
         }));
+        if let Some(p) = &s.parent {
+            let from = p.start.saturating_duration_since(begin).as_secs_f64() * 1e6;
+            events.push(json!({
+                "name": "flow", "cat": "flow", "ph": "s", "id": s.seq, "pid": 1,
+                "tid": p.thread, "ts": from,
+            }));
+            events.push(json!({
+                "name": "flow", "cat": "flow", "ph": "f", "bp": "e", "id": s.seq, "pid": 1,
+                "tid": s.thread.0, "ts": ts,
+            }));
+        }
     }
     json!({ "traceEvents": events, "displayTimeUnit": "ms", "otherData": { "dropped_spans": dropped } })
 }

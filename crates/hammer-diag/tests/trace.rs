@@ -76,6 +76,32 @@ fn a_trace_has_one_complete_span_per_request_in_the_window() {
             "inner span {s} is not inside any request span"
         );
     }
+    // Flow arrows: into each request from its connection's accept (one
+    // connection, so one origin), into each handler span from its request.
+    let origin_of = |span: &serde_json::Value| -> f64 {
+        let end = events
+            .iter()
+            .find(|e| e["ph"] == "f" && e["ts"] == span["ts"] && e["tid"] == span["tid"])
+            .unwrap_or_else(|| panic!("no flow into {span}"));
+        let start = events
+            .iter()
+            .find(|e| e["ph"] == "s" && e["id"] == end["id"])
+            .unwrap_or_else(|| panic!("flow {end} has no start"));
+        start["ts"].as_f64().unwrap()
+    };
+    let accepts: Vec<f64> = requests.iter().map(|r| origin_of(r)).collect();
+    assert!(
+        accepts.iter().all(|a| *a == accepts[0]),
+        "one accept: {accepts:?}"
+    );
+    assert!(accepts[0] <= requests[0]["ts"].as_f64().unwrap());
+    for s in &inner {
+        let from = origin_of(s);
+        assert!(
+            requests.iter().any(|r| r["ts"].as_f64().unwrap() == from),
+            "the flow into {s} starts at a request"
+        );
+    }
     assert!(events
         .iter()
         .any(|e| e["ph"] == "M" && e["name"] == "thread_name"));

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use support::{exclusive, hammer, Behavior, Server};
+use support::{exclusive, hammer, spawn_hammer, wait_limited, Behavior, Server};
 
 /// Flags that keep a lab short in tests: short steps, fewer requests.
 const QUICK: &[&str] = &[
@@ -261,4 +261,64 @@ fn compare_finds_the_pool_ahead_and_the_no_pool_knee_in_connection_setup() {
         .unwrap()
         .contains("find-by-age"));
     drop(pg);
+}
+
+#[test]
+fn ctrl_c_and_the_budget_stop_it_with_the_report_of_what_ran() {
+    let _x = exclusive();
+    let server = Server::start(Behavior::Capacity(400));
+    let url = server.url("/");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    let child = spawn_hammer(&[
+        "lab", "--target", &url, "-o", out, "--step", "2s", "--warmup", "0s", "-q",
+    ]);
+    std::thread::sleep(Duration::from_millis(5500));
+    let pid = rustix::process::Pid::from_child(&child);
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+    let done = wait_limited(child, Duration::from_secs(20));
+    assert_eq!(done.status.code(), Some(130));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["interrupted"], true);
+    let steps = report["targets"][0]["steps"].as_array().unwrap();
+    assert!(!steps.is_empty(), "the steps that ran are kept");
+    assert!(dir.path().join("index.html").exists());
+    assert!(String::from_utf8_lossy(&done.stdout).contains("interrupted"));
+
+    // A budget that fits two steps: the search stops and says so.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    let done = hammer(
+        &[
+            "lab",
+            "--target",
+            &url,
+            "-o",
+            out,
+            "--step",
+            "1s",
+            "--warmup",
+            "0s",
+            "--min-requests",
+            "10",
+            "--budget",
+            "2500ms",
+            "-q",
+        ],
+        Duration::from_secs(20),
+    );
+    assert!(done.status.success());
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap())
+            .unwrap();
+    let t = &report["targets"][0];
+    assert_eq!(t["steps"].as_array().unwrap().len(), 2);
+    assert!(
+        t["notes"].to_string().contains("--budget ran out"),
+        "{}",
+        t["notes"]
+    );
+    assert!(report["elapsed_s"].as_f64().unwrap() < 4.0);
 }

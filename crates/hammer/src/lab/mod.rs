@@ -445,9 +445,16 @@ fn round_rate(rate: f64) -> f64 {
     if rate <= 0.0 {
         return rate;
     }
-    let digits = rate.log10().floor() as i32 - 2;
-    let unit = 10f64.powi(digits.max(-1));
-    (rate / unit).round() * unit
+    let digits = (rate.log10().floor() as i32 - 2).max(-1);
+    // Divide by a power of ten rather than multiply by its inverse: 46 / 10
+    // is exactly the double nearest 4.6, 46 * 0.1 is not.
+    if digits >= 0 {
+        let unit = 10f64.powi(digits);
+        (rate / unit).round() * unit
+    } else {
+        let per = 10f64.powi(-digits);
+        (rate * per).round() / per
+    }
 }
 
 /// (concurrency, throughput) per step: concurrency by Little's law, mean
