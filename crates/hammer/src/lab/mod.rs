@@ -103,8 +103,9 @@ pub struct Knee {
     pub trace_file: Option<String>,
     /// Top functions by self time.
     pub top: Vec<TopFunction>,
-    /// Cores the service kept busy on average while profiled (samples /
-    /// (rate × seconds)); well under 1 means its time goes off the CPU.
+    /// Cores the service kept busy on average during the knee step, from
+    /// its `process_cpu_seconds_total` (None when it exports none); well
+    /// under 1 means its time goes off the CPU.
     #[serde(default)]
     pub cores_busy: Option<f64>,
     /// What went wrong fetching, if anything.
@@ -377,9 +378,15 @@ fn profile_knee(
         (pprof, trace)
     });
     let measure = Duration::from_secs(secs + 1);
+    let metrics_url = format!("{}/metrics", diag.trim_end_matches('/'));
+    let cpu_before = process_cpu(&metrics_url).map(|c| (c, Instant::now()));
     observer.step_started(&spec.name, rate, measure);
     let step = measure_step(spec, settings, rate, measure, stop, observer)?;
     observer.step_done(&step);
+    let cores_busy = cpu_before.and_then(|(before, t0)| {
+        let after = process_cpu(&metrics_url)?;
+        Some((after - before) / t0.elapsed().as_secs_f64())
+    });
     let (pprof, trace) = fetcher
         .join()
         .map_err(|_| anyhow::anyhow!("profile fetch panicked"))?;
@@ -390,7 +397,7 @@ fn profile_knee(
         flamegraph_file: None,
         trace_file: None,
         top: Vec::new(),
-        cores_busy: None,
+        cores_busy,
         problems: Vec::new(),
     };
     match pprof {
@@ -401,8 +408,6 @@ fn profile_knee(
             match profile::folded_stacks(&bytes) {
                 Ok(folded) if !folded.is_empty() => {
                     knee.top = profile::top_functions(&folded, 15);
-                    let samples = profile::sample_count(&folded);
-                    knee.cores_busy = Some(samples as f64 / (PROFILE_HZ * secs) as f64);
                     let title = format!("{} at {rate} req/s (the knee)", spec.name);
                     let svg = profile::flame_graph(&folded, &title)?;
                     let name = format!("{}-flamegraph.svg", spec.slug);
@@ -425,6 +430,15 @@ fn profile_knee(
         Err(e) => knee.problems.push(format!("trace: {e:#}")),
     }
     Ok(knee)
+}
+
+/// The service's `process_cpu_seconds_total` from its Prometheus metrics.
+fn process_cpu(url: &str) -> Option<f64> {
+    let text = profile::get(url, Duration::from_secs(5)).ok()?;
+    String::from_utf8_lossy(&text).lines().find_map(|l| {
+        let value = l.strip_prefix("process_cpu_seconds_total")?;
+        value.split_whitespace().next()?.parse().ok()
+    })
 }
 
 /// Sampling rate of the knee's CPU profile (hammer-diag takes `hz`; Go's

@@ -115,14 +115,6 @@ pub fn folded_stacks(pprof: &[u8]) -> Result<Vec<String>> {
     Ok(lines)
 }
 
-/// Samples in folded stacks.
-pub fn sample_count(folded: &[String]) -> u64 {
-    folded
-        .iter()
-        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<u64>().ok())
-        .sum()
-}
-
 /// The functions taking the most samples on top of the stack.
 pub fn top_functions(folded: &[String], n: usize) -> Vec<TopFunction> {
     let mut own: HashMap<&str, i64> = HashMap::new();
