@@ -5,8 +5,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
@@ -46,18 +45,7 @@ pub fn run(args: AttackArgs) -> Result<Exit> {
     preflight(&attack.config)?;
     wait_for_start(args.start_at)?;
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let interrupted = Arc::new(AtomicBool::new(false));
-    {
-        let (stop, interrupted) = (stop.clone(), interrupted.clone());
-        // A second Ctrl-C leaves at once.
-        let _ = ctrlc::set_handler(move || {
-            if interrupted.swap(true, Ordering::SeqCst) {
-                std::process::exit(Exit::Interrupted as i32);
-            }
-            stop.store(true, Ordering::SeqCst);
-        });
-    }
+    let (stop, interrupted) = super::on_ctrl_c();
 
     let mut progress = Progress::new(attack.goal, args.quiet);
     let run = Run::start(attack.config, stop).context("starting workers")?;

@@ -35,17 +35,7 @@ pub fn run(args: LabArgs) -> Result<Exit> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let interrupted = Arc::new(AtomicBool::new(false));
-    {
-        let (stop, interrupted) = (stop.clone(), interrupted.clone());
-        let _ = ctrlc::set_handler(move || {
-            if interrupted.swap(true, Ordering::SeqCst) {
-                std::process::exit(Exit::Interrupted as i32);
-            }
-            stop.store(true, Ordering::SeqCst);
-        });
-    }
+    let (stop, interrupted) = super::on_ctrl_c();
 
     let specs = target_specs(&args)?;
     let mut display = Display::new(args.quiet);

@@ -6,6 +6,8 @@ pub mod lab;
 pub mod report;
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// A problem with what the user asked for: exit code 2, one line, no trace.
 #[derive(Debug)]
@@ -40,6 +42,21 @@ pub fn parse_slo(text: Option<&str>) -> anyhow::Result<Option<hammer_core::slo::
     text.map(hammer_core::slo::Slo::parse)
         .transpose()
         .map_err(|e| bad_input(e.to_string()))
+}
+
+/// Flags set by Ctrl-C: `(stop, interrupted)`. The first Ctrl-C asks the
+/// run to stop (it reports what ran); a second leaves at once.
+pub fn on_ctrl_c() -> (Arc<AtomicBool>, Arc<AtomicBool>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let (s, i) = (stop.clone(), interrupted.clone());
+    let _ = ctrlc::set_handler(move || {
+        if i.swap(true, Ordering::SeqCst) {
+            std::process::exit(Exit::Interrupted as i32);
+        }
+        s.store(true, Ordering::SeqCst);
+    });
+    (stop, interrupted)
 }
 
 /// How a command ended.

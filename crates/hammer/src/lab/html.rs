@@ -220,6 +220,18 @@ fn chart(
     Ok(())
 }
 
+/// The series' names in a box at the top left.
+fn legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
+    c: &mut ChartContext<'a, DB, CT>,
+) -> Result<()> {
+    c.configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()
+        .map_err(plot_err)
+}
+
 fn plot_err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow::anyhow!("drawing a chart: {e:?}")
 }
@@ -277,13 +289,7 @@ fn latency_vs_rate(
         .label(format!("SLO p{} < {limit} ms", q * 100.0))
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], RED));
     }
-    c.configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperLeft)
-        .draw()
-        .map_err(plot_err)?;
-    Ok(())
+    legend(&mut c)
 }
 
 fn achieved_vs_offered(area: &Backend<'_>, steps: &[&StepRecord]) -> Result<()> {
@@ -382,13 +388,7 @@ fn latency_over_time(
         c.draw_series(LineSeries::new(vec![(0.0, limit), (t_max, limit)], RED))
             .map_err(plot_err)?;
     }
-    c.configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperLeft)
-        .draw()
-        .map_err(plot_err)?;
-    Ok(())
+    legend(&mut c)
 }
 
 /// Escapes text for HTML content and attribute values.
