@@ -17,15 +17,16 @@
 //!   callgrind text.
 //!
 //! - `/debug/pprof/tasks`: live tokio tasks, workers, queue depth and open
-//!   connections, so a task leak shows.
+//!   connections, so a task leak shows, and each task's trace (the `async
+//!   fn`s it waits in) when built with `--cfg tokio_unstable`.
 //!
 //! - `/debug/pprof/trace?seconds=N`: every span in the window (one per
 //!   request, with ID, route and status, and the handler's own spans) as
-//!   Chrome trace-event JSON for Perfetto; free outside a window.
+//!   Chrome trace-event JSON for Perfetto, with flow arrows from each
+//!   connection's accept to its requests and on to their handler spans;
+//!   free outside a window.
 //!
 //! - `/debug/pprof/heap` (feature `heap`): jemalloc's heap profile as pprof.
-//!
-//! Per-task stack traces are not built yet.
 //!
 //! ```no_run
 //! use axum::{routing::get, Router};

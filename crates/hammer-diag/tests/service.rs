@@ -316,6 +316,19 @@ fn tasks_return_to_idle_after_connections_close() {
         busy >= idle + 20,
         "20 open connections but tasks went from {idle} to {busy}"
     );
+    // Like goroutine?debug=2: each connection's task with its trace,
+    // suspended in hyper reading the next request.
+    #[cfg(tokio_unstable)]
+    {
+        let v: serde_json::Value =
+            serde_json::from_slice(&fetch(svc.diag, "/debug/pprof/tasks").body).unwrap();
+        let traces = v["traces"].as_array().expect("per-task traces");
+        let serving = traces
+            .iter()
+            .filter(|t| t["trace"].as_str().unwrap().contains("hyper-1."))
+            .count();
+        assert!(serving >= 20, "{serving} connection tasks in {v}");
+    }
     drop(clients);
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut now = alive_tasks(svc.diag);
