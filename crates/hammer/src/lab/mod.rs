@@ -269,6 +269,32 @@ pub fn run_target(
     }
     report.stopped = search.stopped();
     report.capacity = search.capacity();
+    conclude(&mut report, settings);
+    if let Some(diag) = &spec.diag {
+        report.knee = knee_if_due(
+            spec,
+            settings,
+            diag,
+            &mut report,
+            dir,
+            stop,
+            deadline,
+            observer,
+        )?;
+    } else if report
+        .steps
+        .iter()
+        .any(|s| s.judgement.verdict == Verdict::Fail)
+    {
+        report.notes.push(
+            "no profile at the knee: give --diag URL of the target's diagnostics listener".into(),
+        );
+    }
+    Ok(report)
+}
+
+/// Notes on the search, the USL fit and the N+1 plan.
+fn conclude(report: &mut TargetReport, settings: &Settings) {
     if report.stopped == Some(Stop::GeneratorLimited) {
         report.notes.push(
             "hammer could not keep its own schedule (lag p99 > 1 ms): the capacity found is a lower bound; \
@@ -294,35 +320,45 @@ pub fn run_target(
         }),
         _ => None,
     };
+}
+
+/// Profiles the lowest failing rate when there is one and the budget and
+/// Ctrl-C allow.
+#[allow(clippy::too_many_arguments)]
+fn knee_if_due(
+    spec: &TargetSpec,
+    settings: &Settings,
+    diag: &str,
+    report: &mut TargetReport,
+    dir: &Path,
+    stop: &Arc<AtomicBool>,
+    deadline: Instant,
+    observer: &mut dyn Observer,
+) -> Result<Option<Knee>> {
     let knee_rate = report
         .steps
         .iter()
         .filter(|s| s.judgement.verdict == Verdict::Fail)
         .map(|s| s.rate)
         .min_by(f64::total_cmp);
-    match (&spec.diag, knee_rate) {
-        (Some(diag), Some(rate)) if !stop.load(Ordering::SeqCst) => {
-            let needed = settings.warmup + Duration::from_secs(settings.profile_seconds + 2);
-            if Instant::now() + needed > deadline {
-                report
-                    .notes
-                    .push("no profile at the knee: the --budget ran out".into());
-            } else {
-                observer.note(&format!(
-                    "profiling {} at the knee, {rate} req/s, for {} s",
-                    spec.name, settings.profile_seconds
-                ));
-                report.knee = Some(profile_knee(
-                    spec, settings, diag, rate, dir, stop, observer,
-                )?);
-            }
-        }
-        (None, Some(_)) => report.notes.push(
-            "no profile at the knee: give --diag URL of the target's diagnostics listener".into(),
-        ),
-        _ => {}
+    let Some(rate) = knee_rate else {
+        return Ok(None);
+    };
+    if stop.load(Ordering::SeqCst) {
+        return Ok(None);
     }
-    Ok(report)
+    let needed = settings.warmup + Duration::from_secs(settings.profile_seconds + 2);
+    if Instant::now() + needed > deadline {
+        report
+            .notes
+            .push("no profile at the knee: the --budget ran out".into());
+        return Ok(None);
+    }
+    observer.note(&format!(
+        "profiling {} at the knee, {rate} req/s, for {} s",
+        spec.name, settings.profile_seconds
+    ));
+    profile_knee(spec, settings, diag, rate, dir, stop, observer).map(Some)
 }
 
 fn measure_step(
