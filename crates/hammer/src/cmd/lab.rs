@@ -293,12 +293,20 @@ impl Spec {
             name: name.clone(),
             slug: slug.clone(),
             request: format!("{method} {url}"),
+            version: info_version(&origin.display),
             diag,
             load,
         };
         probe(&spec, args, builtin_db)?;
         Ok((spec, service))
     }
+}
+
+/// The version a hammer-diag (or Uptime-style) service reports at `/info`.
+fn info_version(origin: &str) -> Option<String> {
+    let body = hammer::lab::profile::get(&format!("{origin}/info"), Duration::from_secs(2)).ok()?;
+    let info: serde_json::Value = serde_json::from_slice(&body).ok()?;
+    info["version"].as_str().map(String::from)
 }
 
 /// Starts `hammer mandelweb ...` and reads the two addresses it prints.

@@ -90,6 +90,13 @@ fn render(report: &LabReport, dir: &Path) -> Result<String> {
 
 fn target(h: &mut String, t: &TargetReport, dir: &Path) -> Result<()> {
     let _ = write!(h, "<h2>{}</h2>", esc(&t.name));
+    if let Some(v) = &t.version {
+        let _ = write!(
+            h,
+            "<p class=note>Target version (from its /info): <code>{}</code></p>",
+            esc(v)
+        );
+    }
     let slo_limit = Slo::parse(&t.slo).ok().and_then(|s| s.latency_quantile());
     let mut steps: Vec<&StepRecord> = t.steps.iter().collect();
     steps.sort_by(|a, b| a.rate.total_cmp(&b.rate));

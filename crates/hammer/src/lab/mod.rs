@@ -67,6 +67,8 @@ pub struct TargetSpec {
     pub slug: String,
     /// `METHOD URL` as sent.
     pub request: String,
+    /// The target's version from its `/info`, when it has one.
+    pub version: Option<String>,
     /// Diagnostics listener base URL (`http://127.0.0.1:6060`), if any.
     pub diag: Option<String>,
     /// Where and what to send.
@@ -130,6 +132,9 @@ pub struct TargetReport {
     pub name: String,
     /// `METHOD URL`.
     pub request: String,
+    /// The target's version from its `/info`, when it has one.
+    #[serde(default)]
+    pub version: Option<String>,
     /// The SLO, as written.
     pub slo: String,
     /// Steps in the order run.
@@ -227,6 +232,7 @@ pub fn run_target(
     let mut report = TargetReport {
         name: spec.name.clone(),
         request: spec.request.clone(),
+        version: spec.version.clone(),
         slo: settings.slo_text.clone(),
         steps: Vec::new(),
         capacity: None,

@@ -25,7 +25,11 @@ pub fn render(report: &LabReport) -> String {
 }
 
 fn target(out: &mut String, t: &TargetReport) {
-    let _ = writeln!(out, "\n{}  ({})  SLO {}", t.name, t.request, t.slo);
+    let version = t
+        .version
+        .as_deref()
+        .map_or(String::new(), |v| format!("  version {v}"));
+    let _ = writeln!(out, "\n{}  ({})  SLO {}{version}", t.name, t.request, t.slo);
     let _ = writeln!(
         out,
         "  {:>9} {:>10} {:>9} {:>9} {:>8}  verdict",
