@@ -112,13 +112,18 @@ impl Cluster {
         self.dir.path().join("data")
     }
 
-    fn run(&self, tool: &str, args: &[&str]) -> Output {
+    /// `tool`, run in the cluster's directory as the user that owns it.
+    fn command(&self, tool: &str) -> Command {
         let mut cmd = Command::new(tool);
-        cmd.args(args).current_dir(self.dir.path());
+        cmd.current_dir(self.dir.path());
         if let Some((uid, gid)) = self.user {
             cmd.uid(uid).gid(gid).env("HOME", self.dir.path());
         }
-        let out = cmd.output().unwrap_or_else(|e| {
+        cmd
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) -> Output {
+        let out = self.command(tool).args(args).output().unwrap_or_else(|e| {
             panic!("{tool}: {e} (PostgreSQL 15's initdb and pg_ctl must be on PATH)")
         });
         assert!(
@@ -134,18 +139,11 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        let mut cmd = Command::new("pg_ctl");
-        cmd.args([
-            "-D",
-            &self.data().to_string_lossy(),
-            "-m",
-            "immediate",
-            "stop",
-        ]);
-        if let Some((uid, gid)) = self.user {
-            cmd.uid(uid).gid(gid);
-        }
-        let _ = cmd.output();
+        let data = self.data();
+        let _ = self
+            .command("pg_ctl")
+            .args(["-D", &data.to_string_lossy(), "-m", "immediate", "stop"])
+            .output();
     }
 }
 

@@ -31,7 +31,9 @@ pub fn run(args: LabArgs) -> Result<Exit> {
     let started = Instant::now();
     let deadline = started + args.budget;
     let settings = settings(&args)?;
-    limits::raise_nofile();
+    // The connection cap every step may use, once the open-file limit is raised.
+    let connections = limits::max_connections(limits::raise_nofile())
+        .map_or(10_000, |m| usize::try_from(m).unwrap_or(10_000).min(10_000));
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
 
@@ -51,7 +53,7 @@ pub fn run(args: LabArgs) -> Result<Exit> {
     };
     for spec in &specs {
         // Started one at a time, so two built-in targets never share the CPU.
-        let (target, _service) = spec.start(&args)?;
+        let (target, _service) = spec.start(&args, connections)?;
         let found = lab::run_target(&target, &settings, &args.out, &stop, deadline, &mut display)?;
         report.targets.push(found);
         if stop.load(Ordering::SeqCst) {
@@ -224,7 +226,7 @@ impl Drop for Service {
 impl Spec {
     /// Starts the target if it is built in, checks it answers, and builds
     /// what the method needs.
-    fn start(&self, args: &LabArgs) -> Result<(TargetSpec, Option<Service>)> {
+    fn start(&self, args: &LabArgs, connections: usize) -> Result<(TargetSpec, Option<Service>)> {
         let (name, slug, url, diag, service) = match self {
             Spec::Url {
                 name,
@@ -285,8 +287,7 @@ impl Spec {
             addr: origin.addr,
             requests,
             timeout: args.timeout,
-            connections: limits::max_connections(limits::raise_nofile())
-                .map_or(10_000, |m| usize::try_from(m).unwrap_or(10_000).min(10_000)),
+            connections,
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
         };
         let spec = TargetSpec {
@@ -362,7 +363,8 @@ fn spawn_mandelweb(
 /// One request before any step: the target must answer 2xx. The built-in
 /// find-by-age target gets its table seeded when it is missing.
 fn probe(spec: &TargetSpec, args: &LabArgs, builtin_db: bool) -> Result<()> {
-    let once = || -> Result<(u16, String)> {
+    // Whether one request succeeded, and else what came back.
+    let once = || -> Result<(bool, String)> {
         let load = Load {
             connections: 1,
             workers: 1,
@@ -384,7 +386,7 @@ fn probe(spec: &TargetSpec, args: &LabArgs, builtin_db: bool) -> Result<()> {
             .map(|(k, _)| k.clone())
             .collect();
         Ok((
-            u16::try_from(r.succeeded).unwrap_or(u16::MAX),
+            r.succeeded > 0,
             if errors.is_empty() {
                 status
             } else {
@@ -393,7 +395,7 @@ fn probe(spec: &TargetSpec, args: &LabArgs, builtin_db: bool) -> Result<()> {
         ))
     };
     let (ok, what) = once()?;
-    if ok > 0 {
+    if ok {
         return Ok(());
     }
     if builtin_db && what == "500" {
@@ -411,7 +413,7 @@ fn probe(spec: &TargetSpec, args: &LabArgs, builtin_db: bool) -> Result<()> {
                 String::from_utf8_lossy(&out.stderr).trim()
             )));
         }
-        if once()?.0 > 0 {
+        if once()?.0 {
             return Ok(());
         }
     }
