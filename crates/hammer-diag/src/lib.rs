@@ -62,9 +62,6 @@ use std::time::{Duration, Instant, SystemTime};
 use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
-use tower::ServiceBuilder;
-use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::timeout::TimeoutLayer;
 
 use connections::Connections;
 use metrics::Metrics;
@@ -141,18 +138,9 @@ impl Diag {
             .route("/healthz", get(routes::healthz))
             .route("/readyz", get(routes::readyz))
             .with_state(self.shared.clone());
-        app.merge(builtin).layer(
-            ServiceBuilder::new()
-                .layer(axum::middleware::from_fn_with_state(
-                    self.shared.clone(),
-                    middleware::observe,
-                ))
-                .layer(CatchPanicLayer::custom(middleware::panic_response))
-                .layer(TimeoutLayer::with_status_code(
-                    middleware::timeout_status(),
-                    self.shared.options.request_timeout,
-                )),
-        )
+        app.merge(builtin).layer(middleware::ObserveLayer {
+            shared: self.shared.clone(),
+        })
     }
 
     /// The diagnostics listener's routes: `/metrics`, `/connections` and
@@ -202,6 +190,9 @@ pub fn init_logging() {
     use tracing_subscriber::Layer as _;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = filter
+        .max_level_hint()
+        .unwrap_or(tracing_subscriber::filter::LevelFilter::TRACE);
     let _ = tracing_subscriber::registry()
         .with(
             tracing_subscriber::fmt::layer()
@@ -209,5 +200,6 @@ pub fn init_logging() {
                 .with_filter(filter),
         )
         .with(trace::layer())
+        .with(trace::gate(logs))
         .try_init();
 }

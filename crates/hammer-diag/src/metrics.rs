@@ -6,15 +6,18 @@
 //! exposition is the classic Prometheus text format (`promtool check
 //! metrics` passes on it).
 
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus::{
-    Counter, Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Counter, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Opts, Registry, TextEncoder,
 };
 
 use crate::connections::Connections;
+use crate::Shared;
 
 /// Latency buckets in seconds: fine around common SLOs (25, 50, 60, 100 ms).
 pub const LATENCY_BUCKETS: [f64; 16] = [
@@ -34,6 +37,8 @@ pub struct RequestLabels<'a> {
 
 /// The metrics of one service.
 pub struct Metrics {
+    /// Tells this instance's series apart in the per-thread cache.
+    id: u64,
     registry: Registry,
     requests: IntCounterVec,
     duration: HistogramVec,
@@ -70,7 +75,9 @@ impl Metrics {
         )
         .expect("valid metric");
         let gauge = |name: &str, help: &str| IntGauge::new(name, help).expect("valid metric");
+        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
         let m = Self {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             requests,
             duration,
             in_flight: gauge("http_requests_in_flight", "HTTP requests being served"),
@@ -116,19 +123,40 @@ impl Metrics {
         m
     }
 
-    /// Counts a request as started; returns the guard that un-counts it.
-    pub fn start(&self) -> InFlightGuard {
-        self.in_flight.inc();
-        InFlightGuard(self.in_flight.clone())
-    }
-
-    /// Records a finished request.
+    /// Records a finished request. The labelled series a thread has used
+    /// are kept in a small per-thread cache: finding them again is a few
+    /// string compares instead of hashing the labels under a lock.
     pub fn finish(&self, labels: RequestLabels<'_>, elapsed: Duration) {
-        let values = [labels.route, labels.method, labels.status];
-        self.requests.with_label_values(&values).inc();
-        self.duration
-            .with_label_values(&values)
-            .observe(elapsed.as_secs_f64());
+        let seconds = elapsed.as_secs_f64();
+        let cached = SERIES.with(|cache| {
+            let mut cache = cache.borrow_mut();
+            if let Some(s) = cache.iter().find(|s| s.matches(self.id, labels)) {
+                s.requests.inc();
+                s.duration.observe(seconds);
+                return true;
+            }
+            if cache.len() >= SERIES_CACHED_PER_THREAD {
+                return false;
+            }
+            let values = [labels.route, labels.method, labels.status];
+            let series = Series {
+                metrics: self.id,
+                route: labels.route.into(),
+                method: labels.method.into(),
+                status: labels.status.into(),
+                requests: self.requests.with_label_values(&values),
+                duration: self.duration.with_label_values(&values),
+            };
+            series.requests.inc();
+            series.duration.observe(seconds);
+            cache.push(series);
+            true
+        });
+        if !cached {
+            let values = [labels.route, labels.method, labels.status];
+            self.requests.with_label_values(&values).inc();
+            self.duration.with_label_values(&values).observe(seconds);
+        }
     }
 
     /// Counts an accepted connection.
@@ -165,12 +193,52 @@ impl Metrics {
     }
 }
 
-/// Decrements the in-flight gauge when the request ends, however it ends.
-pub struct InFlightGuard(IntGauge);
+/// Most labelled series one thread keeps handles to (routes × methods ×
+/// statuses it has served); beyond, series are looked up each time.
+const SERIES_CACHED_PER_THREAD: usize = 64;
+
+/// Handles to one labelled series of one [`Metrics`].
+struct Series {
+    metrics: u64,
+    route: Box<str>,
+    method: Box<str>,
+    status: Box<str>,
+    requests: IntCounter,
+    duration: Histogram,
+}
+
+impl Series {
+    fn matches(&self, metrics: u64, labels: RequestLabels<'_>) -> bool {
+        self.metrics == metrics
+            && *self.status == *labels.status
+            && *self.method == *labels.method
+            && *self.route == *labels.route
+    }
+}
+
+thread_local! {
+    static SERIES: RefCell<Vec<Series>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Counts a request in flight until dropped, however the request ends.
+pub(crate) struct InFlightGuard(Arc<Shared>);
+
+impl InFlightGuard {
+    /// Counts a request as started.
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        shared.metrics.in_flight.inc();
+        Self(shared)
+    }
+
+    /// The service's shared state.
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.0
+    }
+}
 
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
-        self.0.dec();
+        self.0.metrics.in_flight.dec();
     }
 }
 

@@ -3,30 +3,48 @@
 //! line of the request, a start line and an end line with status and
 //! duration, request metrics, panic capture (a 500, the stack in the log,
 //! the service keeps serving) and a whole-request timeout.
+//!
+//! It is one tower layer with its own future rather than a stack of
+//! `from_fn`, `CatchPanic` and `Timeout`: each of those boxes or wraps the
+//! request's future and the stack cost more than the handler of a small
+//! route. The timeout's timer is armed only when the handler first has to
+//! wait: a handler that answers at once never touches the timer wheel.
 
 use std::any::Any;
 use std::backtrace::Backtrace;
+use std::convert::Infallible;
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Once};
+use std::sync::{Arc, Once, OnceLock};
+use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderValue, StatusCode};
-use axum::middleware::Next;
+use axum::extract::{MatchedPath, Request};
+use axum::http::header::HeaderName;
+use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use tracing::Instrument;
+use pin_project_lite::pin_project;
+use tokio::time::Sleep;
+use tracing::Span;
 
 use crate::metrics::RequestLabels;
 use crate::Shared;
 
 /// The header that carries request IDs in and out.
 pub const REQUEST_ID: &str = "x-request-id";
+static REQUEST_ID_HEADER: HeaderName = HeaderName::from_static(REQUEST_ID);
 
 /// A semi-unique request ID: 16 hex digits, different across restarts.
 pub fn new_request_id() -> String {
+    String::from_utf8_lossy(&new_request_id_bytes()).into_owned()
+}
+
+fn new_request_id_bytes() -> [u8; 16] {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    static SEED: OnceLock<u64> = OnceLock::new();
     let seed = *SEED.get_or_init(|| {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -41,73 +59,183 @@ pub fn new_request_id() -> String {
     );
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    format!("{:016x}", z ^ (z >> 31))
+    z ^= z >> 31;
+    let mut out = [0u8; 16];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = b"0123456789abcdef"[((z >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    out
 }
 
-fn acceptable_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic())
+/// The request's ID: the client's `x-request-id` when it is printable and
+/// at most 128 bytes, else a new one.
+fn request_id(req: &Request) -> HeaderValue {
+    if let Some(given) = req.headers().get(&REQUEST_ID_HEADER) {
+        let bytes = given.as_bytes();
+        if !bytes.is_empty() && bytes.len() <= 128 && bytes.iter().all(u8::is_ascii_graphic) {
+            return given.clone();
+        }
+    }
+    HeaderValue::from_bytes(&new_request_id_bytes()).expect("hex digits are a valid header value")
 }
 
-/// Logs, measures and labels one request.
-pub(crate) async fn observe(
-    State(shared): State<Arc<Shared>>,
-    req: Request,
-    next: Next,
-) -> Response {
-    // Nothing here allocates but the request ID: the route is the router's
-    // shared pattern, the method and status labels are static strings.
-    let id = req
-        .headers()
-        .get(REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| acceptable_id(v))
-        .map_or_else(new_request_id, str::to_owned);
-    let route = req.extensions().get::<MatchedPath>().cloned();
-    let route_label = route.as_ref().map_or("unmatched", MatchedPath::as_str);
-    let method = req.method().clone();
-    let span = tracing::info_span!(
-        "request",
-        request_id = %id,
-        method = %method,
-        route = %route_label,
-        status = tracing::field::Empty,
-    );
-    let in_flight = shared.metrics.start();
-    let start = Instant::now();
-    let request_span = span.clone();
-    async move {
-        tracing::info!(path = %req.uri().path(), "request start");
-        let mut response = next.run(req).await;
-        let elapsed = start.elapsed();
+/// The layer that logs, measures, times out and catches panics of every
+/// request to the routes it wraps.
+#[derive(Clone)]
+pub(crate) struct ObserveLayer {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl<S> tower::Layer<S> for ObserveLayer {
+    type Service = Observe<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Observe {
+            inner,
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// See [`ObserveLayer`].
+#[derive(Clone)]
+pub(crate) struct Observe<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S> tower::Service<Request> for Observe<S>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Observed<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let id = request_id(&req);
+        let route = req.extensions().get::<MatchedPath>().cloned();
+        let method = req.method().clone();
+        // Fields are formatted only when the span is enabled: by the logs at
+        // info level or by a trace capture.
+        let span = tracing::info_span!(
+            "request",
+            request_id = %id.to_str().unwrap_or("?"),
+            method = %method,
+            route = %route.as_ref().map_or("unmatched", MatchedPath::as_str),
+            status = tracing::field::Empty,
+        );
+        let start = Instant::now();
+        let in_flight = crate::metrics::InFlightGuard::new(self.shared.clone());
+        let handler = span.in_scope(|| {
+            tracing::info!(path = %req.uri().path(), "request start");
+            match catch_unwind(AssertUnwindSafe(|| self.inner.call(req))) {
+                Ok(future) => Handler::Running { future },
+                Err(panic) => Handler::Done {
+                    response: Some(panic_response(panic)),
+                },
+            }
+        });
+        Observed {
+            handler,
+            timer: None,
+            span,
+            id: Some(id),
+            route,
+            method,
+            start,
+            in_flight,
+        }
+    }
+}
+
+pin_project! {
+    #[project = HandlerProj]
+    enum Handler<F> {
+        Running { #[pin] future: F },
+        Done { response: Option<Response> },
+    }
+}
+
+pin_project! {
+    /// The future of one observed request.
+    pub(crate) struct Observed<F> {
+        #[pin]
+        handler: Handler<F>,
+        // Armed at the handler's first wait, with the request's deadline.
+        timer: Option<Pin<Box<Sleep>>>,
+        span: Span,
+        id: Option<HeaderValue>,
+        route: Option<MatchedPath>,
+        method: Method,
+        start: Instant,
+        in_flight: crate::metrics::InFlightGuard,
+    }
+}
+
+impl<F> Future for Observed<F>
+where
+    F: Future<Output = Result<Response, Infallible>>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let _entered = this.span.enter();
+        let response = match this.handler.as_mut().project() {
+            HandlerProj::Done { response } => response.take(),
+            HandlerProj::Running { future } => {
+                match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
+                    Ok(Poll::Ready(Ok(response))) => Some(response),
+                    Ok(Poll::Ready(Err(never))) => match never {},
+                    Err(panic) => Some(panic_response(panic)),
+                    Ok(Poll::Pending) => {
+                        let shared = this.in_flight.shared();
+                        let deadline = *this.start + shared.options.request_timeout;
+                        let timer = this.timer.get_or_insert_with(|| {
+                            Box::pin(tokio::time::sleep_until(deadline.into()))
+                        });
+                        ready!(timer.as_mut().poll(cx));
+                        Some(timeout_response(shared.options.request_timeout))
+                    }
+                }
+            }
+        };
+        // Past this point the handler is finished with (or given up on):
+        // drop it now, so a timed-out handler stops where it waits.
+        this.handler.set(Handler::Done { response: None });
+        let mut response = response.expect("the request future is not polled after it completed");
+        let elapsed = this.start.elapsed();
         let status = response.status();
-        request_span.record("status", status.as_u16());
+        this.span.record("status", status.as_u16());
         tracing::info!(
             status = status.as_u16(),
             duration_ms = elapsed.as_secs_f64() * 1000.0,
             "request end"
         );
-        if let Ok(value) = HeaderValue::try_from(id) {
-            response.headers_mut().insert(REQUEST_ID, value);
+        if let Some(id) = this.id.take() {
+            response.headers_mut().insert(REQUEST_ID_HEADER.clone(), id);
         }
-        let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
-        shared.metrics.finish(
+        let route = this.route.as_ref().map_or("unmatched", MatchedPath::as_str);
+        this.in_flight.shared().metrics.finish(
             RequestLabels {
                 route,
-                method: method.as_str(),
+                method: this.method.as_str(),
                 status: status.as_str(),
             },
             elapsed,
         );
-        drop(in_flight);
-        response
+        Poll::Ready(Ok(response))
     }
-    .instrument(span)
-    .await
 }
 
 /// The response to a handler that panicked. The panic hook has already
 /// logged the message and stack, inside the request's span.
-pub(crate) fn panic_response(_: Box<dyn Any + Send + 'static>) -> Response {
+fn panic_response(_: Box<dyn Any + Send + 'static>) -> Response {
     error_response(
         StatusCode::INTERNAL_SERVER_ERROR,
         "internal error: the handler panicked (see the service log)",
@@ -115,8 +243,12 @@ pub(crate) fn panic_response(_: Box<dyn Any + Send + 'static>) -> Response {
 }
 
 /// The response to a request that outlived the request timeout.
-pub(crate) fn timeout_status() -> StatusCode {
-    StatusCode::SERVICE_UNAVAILABLE
+fn timeout_response(limit: Duration) -> Response {
+    tracing::warn!(timeout_ms = limit.as_millis() as u64, "request timed out");
+    error_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &format!("the request took longer than {limit:?}"),
+    )
 }
 
 /// A JSON error body `{"error": message}` with a status.
@@ -151,3 +283,31 @@ pub fn install_panic_hook() {
 
 /// The default whole-request timeout.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_sixteen_hex_digits_and_differ() {
+        let a = new_request_id();
+        let b = new_request_id();
+        assert_eq!(a.len(), 16);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()), "{a}");
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn a_printable_client_id_is_kept_and_others_replaced() {
+        let with = |v: &[u8]| {
+            let req = Request::builder()
+                .header(REQUEST_ID, HeaderValue::from_bytes(v).unwrap())
+                .body(axum::body::Body::empty())
+                .unwrap();
+            request_id(&req)
+        };
+        assert_eq!(with(b"abc-123"), "abc-123");
+        assert_ne!(with(b"has space"), "has space");
+        assert_eq!(with(&[b'x'; 129]).len(), 16);
+    }
+}

@@ -4,6 +4,7 @@
 //! readiness goes false, the listeners close, requests in flight finish
 //! within the drain timeout, then `serve` returns.
 
+use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -13,13 +14,13 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::Router;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tower::ServiceExt;
 use tracing::Instrument;
 
+use crate::connections::{TrackedBody, Watched};
 use crate::Shared;
 
 /// Starts a drain from code, as SIGTERM does.
@@ -61,7 +62,6 @@ pub(crate) async fn serve(
     public: TcpListener,
     diag: Option<(TcpListener, Router)>,
 ) -> io::Result<()> {
-    let graceful = GracefulShutdown::new();
     let requested = drain_requested(shared.shutdown.subscribe());
     tokio::pin!(requested);
     let diag_task = diag.map(|(listener, router)| {
@@ -76,11 +76,16 @@ pub(crate) async fn serve(
                 .await
         })
     });
+    let sweeper = {
+        let connections = shared.connections.clone();
+        let limit = shared.options.header_read_timeout;
+        tokio::spawn(async move { connections.close_idle(limit).await })
+    };
     shared.ready.store(true, Ordering::SeqCst);
     loop {
         tokio::select! {
             accepted = public.accept() => match accepted {
-                Ok((stream, peer)) => spawn_connection(&shared, &app, &graceful, stream, peer),
+                Ok((stream, peer)) => spawn_connection(&shared, &app, stream, peer),
                 Err(e) => {
                     // Out of descriptors and the like: keep serving those we have.
                     tracing::warn!(error = %e, "accept failed");
@@ -99,26 +104,21 @@ pub(crate) async fn serve(
         open_connections = open,
         "listener closed, finishing requests in flight"
     );
-    match tokio::time::timeout(shared.options.drain_timeout, graceful.shutdown()).await {
+    match tokio::time::timeout(shared.options.drain_timeout, shared.connections.drain()).await {
         Ok(()) => tracing::info!("drained"),
         Err(_) => tracing::warn!(
             still_open = shared.connections.open_count(),
             "drain timeout: closing the remaining connections"
         ),
     }
+    sweeper.abort();
     if let Some(task) = diag_task {
         let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
     }
     Ok(())
 }
 
-fn spawn_connection(
-    shared: &Arc<Shared>,
-    app: &Router,
-    graceful: &GracefulShutdown,
-    stream: TcpStream,
-    peer: SocketAddr,
-) {
+fn spawn_connection(shared: &Arc<Shared>, app: &Router, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
     let registered = shared.connections.register(peer);
     shared.metrics.accepted();
@@ -128,16 +128,15 @@ fn spawn_connection(
         let in_flight = stats.begin();
         let call = app.clone().oneshot(req.map(Body::new));
         async move {
-            let response = call.await;
-            drop(in_flight);
-            response
+            let response = call.await?;
+            Ok::<_, Infallible>(response.map(|body| TrackedBody::new(body, in_flight)))
         }
     });
-    let conn = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(shared.options.header_read_timeout)
-        .serve_connection(TokioIo::new(stream), service);
-    let conn = graceful.watch(conn);
+    // No hyper timer: the header-read and idle timeouts are the sweeper's
+    // (see `Connections::close_idle`), not a timer per request.
+    let conn =
+        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    let conn = Watched::new(conn, registered.stats.clone());
     // Seen only by a trace capture (debug level is below the logs' default
     // filter): the parent of the connection's request spans, so the trace
     // draws a flow from the accept to each request.

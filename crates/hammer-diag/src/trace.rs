@@ -19,7 +19,7 @@ use serde_json::{json, Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::Subscriber;
-use tracing_subscriber::filter::DynFilterFn;
+use tracing_subscriber::filter::{DynFilterFn, LevelFilter};
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
@@ -166,6 +166,29 @@ pub fn layer<S: Subscriber + for<'a> LookupSpan<'a>>() -> impl Layer<S> {
     Capture.with_filter(filter)
 }
 
+/// A filter for the whole subscriber, to put outermost: it lets through
+/// the events and spans up to the logs' level `logs`, and every span during
+/// a capture window; everything else is never created. Without it a stack of
+/// per-layer filters (the logs' `EnvFilter`, the capture's window check)
+/// still has the registry create every span that one of them might want,
+/// which is every span: tens of nanoseconds each, for nothing, on every
+/// request. `init_logging` installs it; add it when building your own
+/// subscriber, with your logs' most verbose level.
+pub fn gate<S: Subscriber>(logs: LevelFilter) -> impl Layer<S> {
+    DynFilterFn::new(move |meta: &tracing::Metadata<'_>, _: &Context<'_, S>| {
+        *meta.level() <= logs || (meta.is_span() && ACTIVE.load(Ordering::Relaxed))
+    })
+    .with_callsite_filter(move |meta| {
+        if *meta.level() <= logs {
+            tracing::subscriber::Interest::always()
+        } else if meta.is_span() {
+            tracing::subscriber::Interest::sometimes()
+        } else {
+            tracing::subscriber::Interest::never()
+        }
+    })
+}
+
 fn parse_seconds(query: Option<&str>) -> Result<u64, String> {
     let mut seconds = 1;
     for (k, v) in query::pairs(query) {
@@ -253,8 +276,34 @@ mod tests {
     use super::*;
     use tracing_subscriber::layer::SubscriberExt as _;
 
+    /// The window flag is process-wide: these tests take turns with it.
+    static WINDOW: Mutex<()> = Mutex::new(());
+
+    #[test]
+    fn the_gate_keeps_spans_out_of_the_registry_unless_logged_or_captured() {
+        use tracing_subscriber::Layer as _;
+        let _turn = WINDOW.lock().unwrap_or_else(|e| e.into_inner());
+        let subscriber = tracing_subscriber::registry()
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::sink)
+                    .with_filter(LevelFilter::WARN),
+            )
+            .with(layer())
+            .with(gate(LevelFilter::WARN));
+        tracing::subscriber::with_default(subscriber, || {
+            assert!(tracing::info_span!("quiet").is_disabled());
+            assert!(!tracing::warn_span!("logged").is_disabled());
+            ACTIVE.store(true, Ordering::SeqCst);
+            let captured = tracing::info_span!("captured");
+            ACTIVE.store(false, Ordering::SeqCst);
+            assert!(!captured.is_disabled());
+        });
+    }
+
     #[test]
     fn records_fields_set_after_creation() {
+        let _turn = WINDOW.lock().unwrap_or_else(|e| e.into_inner());
         let subscriber = tracing_subscriber::registry().with(layer());
         tracing::subscriber::with_default(subscriber, || {
             ACTIVE.store(true, Ordering::SeqCst);

@@ -136,6 +136,43 @@ fn a_silent_client_is_cut_off_by_the_header_read_timeout() {
 }
 
 #[test]
+fn an_idle_keep_alive_connection_is_closed_and_a_slow_download_is_not() {
+    use std::io::{Read, Write};
+    let svc = start(Options {
+        header_read_timeout: Duration::from_millis(300),
+        ..Options::default()
+    });
+    // A response body sent over 1.5 s, five times the idle limit: the
+    // connection is busy all along, so it is left alone.
+    let started = Instant::now();
+    let r = fetch(svc.public, "/drip/1500");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "drip\n".repeat(10));
+    assert!(started.elapsed() >= Duration::from_millis(1300));
+    // One request on a keep-alive connection, then silence: closed after
+    // the limit, not before.
+    let mut s = std::net::TcpStream::connect(svc.public).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let n = s.read(&mut buf).unwrap();
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    let answered = Instant::now();
+    let n = s.read(&mut buf).unwrap_or(0);
+    let waited = answered.elapsed();
+    assert_eq!(n, 0, "the server closes the connection");
+    assert!(
+        waited >= Duration::from_millis(250) && waited < Duration::from_secs(3),
+        "{waited:?}"
+    );
+}
+
+#[test]
 fn info_has_the_uptime_talks_fields() {
     let svc = start(Options::default());
     let r = fetch(svc.public, "/info");

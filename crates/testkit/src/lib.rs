@@ -105,21 +105,36 @@ impl Client {
                         )
                     })
                     .collect();
-                let len: usize = headers
-                    .iter()
-                    .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-                    .map_or(Ok(0), |(_, v)| {
-                        v.parse().map_err(|_| "bad content-length".to_string())
-                    })?;
-                if self.buf.len() >= head + len {
-                    let status = res.code.unwrap_or(0);
-                    let body = self.buf[head..head + len].to_vec();
-                    self.buf.drain(..head + len);
-                    return Ok(Response {
-                        status,
-                        headers,
-                        body,
-                    });
+                let chunked = headers.iter().any(|(n, v)| {
+                    n.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
+                });
+                if chunked {
+                    if let Some((body, used)) = dechunk(&self.buf[head..])? {
+                        let status = res.code.unwrap_or(0);
+                        self.buf.drain(..head + used);
+                        return Ok(Response {
+                            status,
+                            headers,
+                            body,
+                        });
+                    }
+                } else {
+                    let len: usize = headers
+                        .iter()
+                        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+                        .map_or(Ok(0), |(_, v)| {
+                            v.parse().map_err(|_| "bad content-length".to_string())
+                        })?;
+                    if self.buf.len() >= head + len {
+                        let status = res.code.unwrap_or(0);
+                        let body = self.buf[head..head + len].to_vec();
+                        self.buf.drain(..head + len);
+                        return Ok(Response {
+                            status,
+                            headers,
+                            body,
+                        });
+                    }
                 }
             }
             match self.stream.read(&mut chunk) {
@@ -133,6 +148,33 @@ impl Client {
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
                 Err(e) => return Err(format!("read: {e}")),
             }
+        }
+    }
+}
+
+/// A chunked body's data and the bytes it took, once it is all in `buf`
+/// (trailers are not supported).
+fn dechunk(buf: &[u8]) -> Result<Option<(Vec<u8>, usize)>, String> {
+    let mut body = Vec::new();
+    let mut at = 0;
+    loop {
+        let (size_len, size) = match httparse::parse_chunk_size(&buf[at..]) {
+            Ok(httparse::Status::Complete(found)) => found,
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(_) => return Err("bad chunk size".into()),
+        };
+        let size = usize::try_from(size).map_err(|_| "chunk too large".to_string())?;
+        let data = at + size_len;
+        if buf.len() < data + size + 2 {
+            return Ok(None);
+        }
+        if &buf[data + size..data + size + 2] != b"\r\n" {
+            return Err("chunk not followed by CRLF".into());
+        }
+        body.extend_from_slice(&buf[data..data + size]);
+        at = data + size + 2;
+        if size == 0 {
+            return Ok(Some((body, at)));
         }
     }
 }

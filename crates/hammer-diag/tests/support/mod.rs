@@ -31,6 +31,9 @@ fn log_buffer() -> &'static Arc<Mutex<Vec<u8>>> {
                     .with_writer(move || Capture(writer.clone())),
             )
             .with(hammer_diag::trace::layer())
+            .with(hammer_diag::trace::gate(
+                tracing_subscriber::filter::LevelFilter::TRACE,
+            ))
             .init();
         buf
     })
@@ -85,6 +88,14 @@ pub fn app() -> Router {
             ),
         )
         .route("/hello", get(|| async { "hello\n" }))
+        .route(
+            "/drip/{ms}",
+            get(
+                |axum::extract::Path(ms): axum::extract::Path<u64>| async move {
+                    axum::body::Body::new(Drip::new(10, Duration::from_millis(ms / 10)))
+                },
+            ),
+        )
         .route(
             "/slow/{ms}",
             get(
@@ -159,5 +170,44 @@ pub fn start(options: Options) -> Service {
         shutdown: d.shutdown_handle(),
         diag_handle: d,
         done: rx,
+    }
+}
+
+/// A response body of `chunks` lines, one every `every`: a slow download.
+pub struct Drip {
+    left: u32,
+    every: Duration,
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Drip {
+    pub fn new(chunks: u32, every: Duration) -> Self {
+        Self {
+            left: chunks,
+            every,
+            sleep: Box::pin(tokio::time::sleep(every)),
+        }
+    }
+}
+
+impl http_body::Body for Drip {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        use std::future::Future as _;
+        if self.left == 0 {
+            return std::task::Poll::Ready(None);
+        }
+        std::task::ready!(self.sleep.as_mut().poll(cx));
+        self.left -= 1;
+        let next = tokio::time::Instant::now() + self.every;
+        self.sleep.as_mut().reset(next);
+        std::task::Poll::Ready(Some(Ok(http_body::Frame::data(bytes::Bytes::from_static(
+            b"drip\n",
+        )))))
     }
 }
