@@ -4,7 +4,8 @@
 # off with RUST_LOG=warn; the same while a 99 Hz CPU profile runs; request
 # logs on at info, written to a file), server pinned
 # to core 0, `hammer attack` closed loop (50 connections) pinned to core 1,
-# DURATION seconds each, REPEAT interleaved rounds; prints median req/s.
+# DURATION seconds each, REPEAT interleaved rounds; prints median req/s and
+# the server's CPU time per request.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10}
@@ -27,10 +28,15 @@ run() { # NAME MODE RUST_LOG [profile]
     curl -sf -o "$work/cpu.pb.gz" "http://127.0.0.1:$dport/debug/pprof/profile?seconds=$((DURATION + 1))&hz=99" &
     sleep 0.5
   fi
+  local before after
+  before=$(cpu_ticks "$pid")
   taskset -c 1 "$HAMMER" attack -q --format json -c 50 -d "${DURATION}s" "http://127.0.0.1:$port/hello" > "$work/out.json"
+  after=$(cpu_ticks "$pid")
   kill "$pid"; wait "$pid" 2>/dev/null || true
-  python3 -c "import json,sys; v=json.load(open('$work/out.json')); print('$1', v['achieved_rate'], v['failed'])" >> "$work/results"
+  python3 -c "import json,os; v=json.load(open('$work/out.json')); print('$1', v['achieved_rate'], v['failed'], ($after - $before) / os.sysconf('SC_CLK_TCK') * 1e6 / max(v['requests'], 1))" >> "$work/results"
 }
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; } # the server's user + system time
 
 for _ in $(seq "$REPEAT"); do
   run plain plain warn
@@ -42,13 +48,18 @@ python3 - "$work/results" <<'PY'
 import statistics, sys
 rows = {}
 for line in open(sys.argv[1]):
-    name, rate, failed = line.split()
-    rows.setdefault(name, []).append((float(rate), int(failed)))
-base = statistics.median(r for r, _ in rows["plain"])
-print(f"{'server':<32} {'req/s (median)':>15} {'vs plain':>9} {'failed':>7}")
+    name, rate, failed, cpu = line.split()
+    rows.setdefault(name, []).append((float(rate), int(failed), float(cpu)))
+base = statistics.median(r for r, _, _ in rows["plain"])
+base_cpu = statistics.median(c for _, _, c in rows["plain"])
+print(f"{'server':<34} {'req/s':>9} {'vs plain':>9} {'CPU us/req':>11} {'vs plain':>9} {'failed':>7}")
 labels = {"plain": "axum, no middleware", "diag-nolog": "hammer-diag, RUST_LOG=warn",
           "diag-profiled": "hammer-diag, during 99 Hz profile", "diag-log": "hammer-diag, request logs on"}
 for name in ["plain", "diag-nolog", "diag-profiled", "diag-log"]:
-    med = statistics.median(r for r, _ in rows[name])
-    print(f"{labels[name]:<32} {med:>15.0f} {(med / base - 1) * 100:>+8.1f}% {sum(f for _, f in rows[name]):>7}")
+    med = statistics.median(r for r, _, _ in rows[name])
+    cpu = statistics.median(c for _, _, c in rows[name])
+    print(f"{labels[name]:<34} {med:>9.0f} {(med / base - 1) * 100:>+8.1f}% {cpu:>11.2f} "
+          f"{(cpu / base_cpu - 1) * 100:>+8.1f}% {sum(f for _, f, _ in rows[name]):>7}")
+print(f"(medians of {len(rows['plain'])} interleaved rounds; req/s is the throughput, CPU us/req "
+      "the server's user+system time per request: the steadier figure on a shared machine)")
 PY

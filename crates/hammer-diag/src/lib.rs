@@ -174,7 +174,9 @@ impl Diag {
         public: TcpListener,
         diag: Option<TcpListener>,
     ) -> std::io::Result<()> {
-        let app = self.public_router(app);
+        // `with_state(())` turns every route into its final service once;
+        // without it axum rebuilds a layered route on each request.
+        let app = self.public_router(app).with_state(());
         let diag = diag.map(|listener| (listener, self.diag_router()));
         serve::serve(self.shared, app, public, diag).await
     }

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::http::{Method, StatusCode};
 use prometheus::{
     Counter, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     Opts, Registry, TextEncoder,
@@ -30,9 +31,15 @@ pub struct RequestLabels<'a> {
     /// The matched route pattern (not the raw path, to bound cardinality).
     pub route: &'a str,
     /// HTTP method.
-    pub method: &'a str,
-    /// Response status code, e.g. `"200"`.
-    pub status: &'a str,
+    pub method: &'a Method,
+    /// Response status.
+    pub status: StatusCode,
+}
+
+impl RequestLabels<'_> {
+    fn values(&self) -> [&str; 3] {
+        [self.route, self.method.as_str(), self.status.as_str()]
+    }
 }
 
 /// The metrics of one service.
@@ -138,12 +145,12 @@ impl Metrics {
             if cache.len() >= SERIES_CACHED_PER_THREAD {
                 return false;
             }
-            let values = [labels.route, labels.method, labels.status];
+            let values = labels.values();
             let series = Series {
                 metrics: self.id,
                 route: labels.route.into(),
-                method: labels.method.into(),
-                status: labels.status.into(),
+                method: labels.method.clone(),
+                status: labels.status,
                 requests: self.requests.with_label_values(&values),
                 duration: self.duration.with_label_values(&values),
             };
@@ -153,7 +160,7 @@ impl Metrics {
             true
         });
         if !cached {
-            let values = [labels.route, labels.method, labels.status];
+            let values = labels.values();
             self.requests.with_label_values(&values).inc();
             self.duration.with_label_values(&values).observe(seconds);
         }
@@ -201,8 +208,8 @@ const SERIES_CACHED_PER_THREAD: usize = 64;
 struct Series {
     metrics: u64,
     route: Box<str>,
-    method: Box<str>,
-    status: Box<str>,
+    method: Method,
+    status: StatusCode,
     requests: IntCounter,
     duration: Histogram,
 }
@@ -210,8 +217,8 @@ struct Series {
 impl Series {
     fn matches(&self, metrics: u64, labels: RequestLabels<'_>) -> bool {
         self.metrics == metrics
-            && *self.status == *labels.status
-            && *self.method == *labels.method
+            && self.status == labels.status
+            && self.method == *labels.method
             && *self.route == *labels.route
     }
 }

@@ -67,15 +67,15 @@ fn new_request_id_bytes() -> [u8; 16] {
     out
 }
 
-/// The request's ID: the client's `x-request-id` when it is printable and
-/// at most 128 bytes, else a new one.
-fn request_id(req: &Request) -> HeaderValue {
-    if let Some(given) = req.headers().get(&REQUEST_ID_HEADER) {
-        let bytes = given.as_bytes();
-        if !bytes.is_empty() && bytes.len() <= 128 && bytes.iter().all(u8::is_ascii_graphic) {
-            return given.clone();
-        }
-    }
+/// The client's `x-request-id` when it is printable and at most 128 bytes.
+fn given_request_id(req: &Request) -> Option<HeaderValue> {
+    let given = req.headers().get(&REQUEST_ID_HEADER)?;
+    let bytes = given.as_bytes();
+    (!bytes.is_empty() && bytes.len() <= 128 && bytes.iter().all(u8::is_ascii_graphic))
+        .then(|| given.clone())
+}
+
+fn generated_request_id() -> HeaderValue {
     HeaderValue::from_bytes(&new_request_id_bytes()).expect("hex digits are a valid header value")
 }
 
@@ -117,18 +117,28 @@ where
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
-        let id = request_id(&req);
         let route = req.extensions().get::<MatchedPath>().cloned();
         let method = req.method().clone();
         // Fields are formatted only when the span is enabled: by the logs at
         // info level or by a trace capture.
         let span = tracing::info_span!(
             "request",
-            request_id = %id.to_str().unwrap_or("?"),
             method = %method,
             route = %route.as_ref().map_or("unmatched", MatchedPath::as_str),
+            request_id = tracing::field::Empty,
             status = tracing::field::Empty,
         );
+        // A client's ID is always echoed. Otherwise one is made up when the
+        // request is logged or traced: it names the request's lines, and
+        // with no lines written it would name nothing.
+        let mut id = given_request_id(&req);
+        if !span.is_disabled() {
+            let id = id.get_or_insert_with(generated_request_id);
+            span.record(
+                "request_id",
+                tracing::field::display(id.to_str().unwrap_or("?")),
+            );
+        }
         let start = Instant::now();
         let in_flight = crate::metrics::InFlightGuard::new(self.shared.clone());
         let handler = span.in_scope(|| {
@@ -144,7 +154,7 @@ where
             handler,
             timer: None,
             span,
-            id: Some(id),
+            id,
             route,
             method,
             start,
@@ -224,8 +234,8 @@ where
         this.in_flight.shared().metrics.finish(
             RequestLabels {
                 route,
-                method: this.method.as_str(),
-                status: status.as_str(),
+                method: this.method,
+                status,
             },
             elapsed,
         );
@@ -298,16 +308,17 @@ mod tests {
     }
 
     #[test]
-    fn a_printable_client_id_is_kept_and_others_replaced() {
+    fn only_a_printable_client_id_of_at_most_128_bytes_is_taken() {
         let with = |v: &[u8]| {
             let req = Request::builder()
                 .header(REQUEST_ID, HeaderValue::from_bytes(v).unwrap())
                 .body(axum::body::Body::empty())
                 .unwrap();
-            request_id(&req)
+            given_request_id(&req)
         };
-        assert_eq!(with(b"abc-123"), "abc-123");
-        assert_ne!(with(b"has space"), "has space");
-        assert_eq!(with(&[b'x'; 129]).len(), 16);
+        assert_eq!(with(b"abc-123").unwrap(), "abc-123");
+        assert_eq!(with(b"has space"), None);
+        assert_eq!(with(&[b'x'; 129]), None);
+        assert!(with(&[b'x'; 128]).is_some());
     }
 }

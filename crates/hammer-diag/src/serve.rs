@@ -17,7 +17,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tower::ServiceExt;
+use tower::Service as _;
 use tracing::Instrument;
 
 use crate::connections::{TrackedBody, Watched};
@@ -126,7 +126,10 @@ fn spawn_connection(shared: &Arc<Shared>, app: &Router, stream: TcpStream, peer:
     let app = app.clone();
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         let in_flight = stats.begin();
-        let call = app.clone().oneshot(req.map(Body::new));
+        // A router is always ready (its `poll_ready` is `Ready`), so it is
+        // called directly: `oneshot` would hold and move the request until
+        // its first poll.
+        let call = app.clone().call(req.map(Body::new));
         async move {
             let response = call.await?;
             Ok::<_, Infallible>(response.map(|body| TrackedBody::new(body, in_flight)))
