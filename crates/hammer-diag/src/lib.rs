@@ -4,12 +4,12 @@
 //! - a separate diagnostics listener, off unless the service asks for it,
 //!   serving `/metrics` (Prometheus text) and `/connections`; nothing of it
 //!   is ever served on the public listener;
-//! - on every public route: a request ID (from `x-request-id` or made up)
-//!   on every log line of the request, a start and an end line, request
+//! - on every public route: a request ID (from `x-request-id`, or made up
+//!   when the request is logged or traced) on every log line of the request, a start and an end line, request
 //!   metrics, panic capture (a 500, the stack logged, the service keeps
 //!   serving) and a whole-request timeout;
 //! - `/info` (build-stamped version, start time, uptime), `/healthz`, `/readyz`;
-//! - a header-read timeout, and drain on SIGTERM: readiness goes false, the
+//! - header-read and idle timeouts, and drain on SIGTERM: readiness goes false, the
 //!   listeners close, requests in flight finish, then [`Diag::serve`] returns.
 //!
 //! - `/debug/pprof/profile?seconds=N` on the diagnostics listener: a CPU
@@ -74,7 +74,10 @@ pub struct Options {
     /// Longest a request may take, head to response (503 beyond).
     pub request_timeout: Duration,
     /// Longest a client may take to send a request head; also how long an
-    /// idle keep-alive connection waits for its next request.
+    /// idle keep-alive connection waits for its next request. Enforced per
+    /// connection, not per request: a connection with no request in flight
+    /// (its response body sent) for this long is closed, within a further
+    /// half of it.
     pub header_read_timeout: Duration,
     /// Longest a drain waits for requests in flight.
     pub drain_timeout: Duration,

@@ -8,7 +8,7 @@
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
@@ -18,7 +18,6 @@ use prometheus::{
 };
 
 use crate::connections::Connections;
-use crate::Shared;
 
 /// Latency buckets in seconds: fine around common SLOs (25, 50, 60, 100 ms).
 pub const LATENCY_BUCKETS: [f64; 16] = [
@@ -130,11 +129,20 @@ impl Metrics {
         m
     }
 
-    /// Records a finished request. The labelled series a thread has used
-    /// are kept in a small per-thread cache: finding them again is a few
-    /// string compares instead of hashing the labels under a lock.
-    pub fn finish(&self, labels: RequestLabels<'_>, elapsed: Duration) {
+    /// Records a finished request. `first` keeps the series of the first
+    /// labels it was given (a route's first method and status, most often
+    /// the only ones): the caller holds one per route. Other series a thread
+    /// has used are kept in a small per-thread cache. Either way, finding a
+    /// series again is a few compares instead of hashing the labels under a
+    /// lock.
+    pub fn finish(&self, first: &FirstSeries, labels: RequestLabels<'_>, elapsed: Duration) {
         let seconds = elapsed.as_secs_f64();
+        let series = first.0.get_or_init(|| self.series(labels));
+        if series.matches(self.id, labels) {
+            series.requests.inc();
+            series.duration.observe(seconds);
+            return;
+        }
         let cached = SERIES.with(|cache| {
             let mut cache = cache.borrow_mut();
             if let Some(s) = cache.iter().find(|s| s.matches(self.id, labels)) {
@@ -145,15 +153,7 @@ impl Metrics {
             if cache.len() >= SERIES_CACHED_PER_THREAD {
                 return false;
             }
-            let values = labels.values();
-            let series = Series {
-                metrics: self.id,
-                route: labels.route.into(),
-                method: labels.method.clone(),
-                status: labels.status,
-                requests: self.requests.with_label_values(&values),
-                duration: self.duration.with_label_values(&values),
-            };
+            let series = self.series(labels);
             series.requests.inc();
             series.duration.observe(seconds);
             cache.push(series);
@@ -164,6 +164,23 @@ impl Metrics {
             self.requests.with_label_values(&values).inc();
             self.duration.with_label_values(&values).observe(seconds);
         }
+    }
+
+    fn series(&self, labels: RequestLabels<'_>) -> Series {
+        let values = labels.values();
+        Series {
+            metrics: self.id,
+            route: labels.route.into(),
+            method: labels.method.clone(),
+            status: labels.status,
+            requests: self.requests.with_label_values(&values),
+            duration: self.duration.with_label_values(&values),
+        }
+    }
+
+    /// The requests-in-flight gauge.
+    pub(crate) fn in_flight(&self) -> &IntGauge {
+        &self.in_flight
     }
 
     /// Counts an accepted connection.
@@ -227,27 +244,9 @@ thread_local! {
     static SERIES: RefCell<Vec<Series>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Counts a request in flight until dropped, however the request ends.
-pub(crate) struct InFlightGuard(Arc<Shared>);
-
-impl InFlightGuard {
-    /// Counts a request as started.
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
-        shared.metrics.in_flight.inc();
-        Self(shared)
-    }
-
-    /// The service's shared state.
-    pub(crate) fn shared(&self) -> &Shared {
-        &self.0
-    }
-}
-
-impl Drop for InFlightGuard {
-    fn drop(&mut self) {
-        self.0.metrics.in_flight.dec();
-    }
-}
+/// The series of the first labels a route recorded; see [`Metrics::finish`].
+#[derive(Default)]
+pub struct FirstSeries(OnceLock<Series>);
 
 /// The process's own figures from `/proc/self` (absent off Linux).
 #[derive(Debug, Default, Clone, Copy)]
@@ -289,5 +288,59 @@ impl ProcessStats {
             resident_bytes,
             open_fds,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count(text: &str, series: &str) -> Option<u64> {
+        text.lines()
+            .find(|l| l.starts_with(series))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    }
+
+    #[test]
+    fn every_label_combination_is_counted_whichever_cache_holds_it() {
+        let metrics = Metrics::new(Arc::new(Connections::default()));
+        let other = Metrics::new(Arc::new(Connections::default()));
+        let (first, second) = (FirstSeries::default(), FirstSeries::default());
+        let get = Method::GET;
+        let labels = |route, status| RequestLabels {
+            route,
+            method: &get,
+            status,
+        };
+        let ms = Duration::from_millis(1);
+        for _ in 0..3 {
+            metrics.finish(&first, labels("/a", StatusCode::OK), ms);
+        }
+        metrics.finish(&first, labels("/a", StatusCode::SERVICE_UNAVAILABLE), ms);
+        metrics.finish(&first, labels("/b", StatusCode::OK), ms);
+        metrics.finish(&second, labels("/b", StatusCode::OK), ms);
+        // Another service's metrics share this thread's cache, not its counts.
+        other.finish(&second, labels("/b", StatusCode::OK), ms);
+        let text = metrics.render();
+        let requests = |route: &str, status: &str| {
+            count(
+                &text,
+                &format!(
+                    "http_requests_total{{method=\"GET\",route=\"{route}\",status=\"{status}\"}}"
+                ),
+            )
+        };
+        assert_eq!(requests("/a", "200"), Some(3), "{text}");
+        assert_eq!(requests("/a", "503"), Some(1), "{text}");
+        assert_eq!(requests("/b", "200"), Some(2), "{text}");
+        let other_text = other.render();
+        assert_eq!(
+            count(
+                &other_text,
+                "http_requests_total{method=\"GET\",route=\"/b\",status=\"200\"}"
+            ),
+            Some(1),
+            "{other_text}"
+        );
     }
 }

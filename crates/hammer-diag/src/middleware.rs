@@ -30,7 +30,7 @@ use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 use tracing::Span;
 
-use crate::metrics::RequestLabels;
+use crate::metrics::{FirstSeries, RequestLabels};
 use crate::Shared;
 
 /// The header that carries request IDs in and out.
@@ -69,7 +69,16 @@ fn new_request_id_bytes() -> [u8; 16] {
 
 /// The client's `x-request-id` when it is printable and at most 128 bytes.
 fn given_request_id(req: &Request) -> Option<HeaderValue> {
-    let given = req.headers().get(&REQUEST_ID_HEADER)?;
+    let headers = req.headers();
+    // For the handful of headers most requests carry, comparing names
+    // beats hashing the one looked for.
+    let given = if headers.len() <= 8 {
+        headers
+            .iter()
+            .find_map(|(name, value)| (*name == REQUEST_ID_HEADER).then_some(value))
+    } else {
+        headers.get(&REQUEST_ID_HEADER)
+    }?;
     let bytes = given.as_bytes();
     (!bytes.is_empty() && bytes.len() <= 128 && bytes.iter().all(u8::is_ascii_graphic))
         .then(|| given.clone())
@@ -92,16 +101,42 @@ impl<S> tower::Layer<S> for ObserveLayer {
     fn layer(&self, inner: S) -> Self::Service {
         Observe {
             inner,
-            shared: self.shared.clone(),
+            route: Arc::new(RouteState {
+                shared: self.shared.clone(),
+                series: FirstSeries::default(),
+            }),
         }
     }
 }
 
-/// See [`ObserveLayer`].
+/// See [`ObserveLayer`]. One per route (and method): axum applies the
+/// layer to each, which is what makes the matched route known.
 #[derive(Clone)]
 pub(crate) struct Observe<S> {
     inner: S,
+    route: Arc<RouteState>,
+}
+
+/// What the requests of one route share.
+pub(crate) struct RouteState {
     shared: Arc<Shared>,
+    series: FirstSeries,
+}
+
+/// Counts a request in flight until dropped, however the request ends.
+struct InFlight(Arc<RouteState>);
+
+impl InFlight {
+    fn new(route: Arc<RouteState>) -> Self {
+        route.shared.metrics.in_flight().inc();
+        Self(route)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.shared.metrics.in_flight().dec();
+    }
 }
 
 impl<S> tower::Service<Request> for Observe<S>
@@ -121,13 +156,17 @@ where
         let method = req.method().clone();
         // Fields are formatted only when the span is enabled: by the logs at
         // info level or by a trace capture.
-        let span = tracing::info_span!(
-            "request",
-            method = %method,
-            route = %route.as_ref().map_or("unmatched", MatchedPath::as_str),
-            request_id = tracing::field::Empty,
-            status = tracing::field::Empty,
-        );
+        let span = if crate::trace::span_may_be_enabled(tracing::Level::INFO) {
+            tracing::info_span!(
+                "request",
+                method = %method,
+                route = %route.as_ref().map_or("unmatched", MatchedPath::as_str),
+                request_id = tracing::field::Empty,
+                status = tracing::field::Empty,
+            )
+        } else {
+            Span::none()
+        };
         // A client's ID is always echoed. Otherwise one is made up when the
         // request is logged or traced: it names the request's lines, and
         // with no lines written it would name nothing.
@@ -140,7 +179,7 @@ where
             );
         }
         let start = Instant::now();
-        let in_flight = crate::metrics::InFlightGuard::new(self.shared.clone());
+        let in_flight = InFlight::new(self.route.clone());
         let handler = span.in_scope(|| {
             tracing::info!(path = %req.uri().path(), "request start");
             match catch_unwind(AssertUnwindSafe(|| self.inner.call(req))) {
@@ -183,7 +222,7 @@ pin_project! {
         route: Option<MatchedPath>,
         method: Method,
         start: Instant,
-        in_flight: crate::metrics::InFlightGuard,
+        in_flight: InFlight,
     }
 }
 
@@ -204,7 +243,7 @@ where
                     Ok(Poll::Ready(Err(never))) => match never {},
                     Err(panic) => Some(panic_response(panic)),
                     Ok(Poll::Pending) => {
-                        let shared = this.in_flight.shared();
+                        let shared = &this.in_flight.0.shared;
                         let deadline = *this.start + shared.options.request_timeout;
                         let timer = this.timer.get_or_insert_with(|| {
                             Box::pin(tokio::time::sleep_until(deadline.into()))
@@ -231,7 +270,9 @@ where
             response.headers_mut().insert(REQUEST_ID_HEADER.clone(), id);
         }
         let route = this.route.as_ref().map_or("unmatched", MatchedPath::as_str);
-        this.in_flight.shared().metrics.finish(
+        let route_state = &this.in_flight.0;
+        route_state.shared.metrics.finish(
+            &route_state.series,
             RequestLabels {
                 route,
                 method: this.method,

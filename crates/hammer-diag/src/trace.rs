@@ -7,7 +7,7 @@
 //! Outside a window the cost is one relaxed atomic load per span callsite:
 //! the capture layer's filter says no, and nothing is recorded.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -175,6 +175,7 @@ pub fn layer<S: Subscriber + for<'a> LookupSpan<'a>>() -> impl Layer<S> {
 /// request. `init_logging` installs it; add it when building your own
 /// subscriber, with your logs' most verbose level.
 pub fn gate<S: Subscriber>(logs: LevelFilter) -> impl Layer<S> {
+    GATE_LOGS.store(level_rank(logs.into_level()), Ordering::Relaxed);
     DynFilterFn::new(move |meta: &tracing::Metadata<'_>, _: &Context<'_, S>| {
         *meta.level() <= logs || (meta.is_span() && ACTIVE.load(Ordering::Relaxed))
     })
@@ -187,6 +188,32 @@ pub fn gate<S: Subscriber>(logs: LevelFilter) -> impl Layer<S> {
             tracing::subscriber::Interest::never()
         }
     })
+}
+
+/// The logs' level of the last [`gate`] built, as [`level_rank`]; `NO_GATE`
+/// before one is.
+static GATE_LOGS: AtomicU8 = AtomicU8::new(NO_GATE);
+const NO_GATE: u8 = u8::MAX;
+
+/// 0 for no level (logs off), then 1 (error) to 5 (trace).
+fn level_rank(level: Option<tracing::Level>) -> u8 {
+    match level {
+        None => 0,
+        Some(tracing::Level::ERROR) => 1,
+        Some(tracing::Level::WARN) => 2,
+        Some(tracing::Level::INFO) => 3,
+        Some(tracing::Level::DEBUG) => 4,
+        Some(tracing::Level::TRACE) => 5,
+    }
+}
+
+/// Whether a span at `level` could be enabled now, answered without asking
+/// the subscriber: false only when a [`gate`] is installed, its logs are
+/// quieter than `level` and no capture window is open. Lets a hot path skip
+/// building a span that would be thrown away.
+pub(crate) fn span_may_be_enabled(level: tracing::Level) -> bool {
+    let logs = GATE_LOGS.load(Ordering::Relaxed);
+    logs == NO_GATE || level_rank(Some(level)) <= logs || ACTIVE.load(Ordering::Relaxed)
 }
 
 fn parse_seconds(query: Option<&str>) -> Result<u64, String> {
