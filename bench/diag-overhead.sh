@@ -1,15 +1,26 @@
 #!/usr/bin/env bash
-# Throughput cost of hammer-diag's middleware, side by side in one run: the
-# same /hello handler served by bare axum and by hammer-diag (request logs
-# off with RUST_LOG=warn; the same while a 99 Hz CPU profile runs; request
-# logs on at info, written to a file), server pinned
-# to core 0, `hammer attack` closed loop (50 connections) pinned to core 1,
-# DURATION seconds each, REPEAT interleaved rounds; prints median req/s and
-# the server's CPU time per request.
+# Throughput cost of hammer-diag's middleware: the same /hello handler served
+# by bare `axum::serve` and by hammer-diag (request logs off with
+# RUST_LOG=warn; the same while a 99 Hz CPU profile runs; request logs on at
+# info, written to a file).
+#
+# Side by side, at the same time: each round starts bare axum and one
+# hammer-diag variant together, both pinned to core 0, and loads each with
+# its own `hammer attack` closed loop (50 connections) pinned to core 1, for
+# DURATION seconds. The two servers share one core and one machine state, so
+# their ratio holds even when the machine's own speed moves (on these VMs a
+# server alone flips between runs by 15% in system time per request). REPEAT
+# rounds; prints median ratios of requests/s and of the servers' CPU time
+# per request.
+#
+# Then, unless NOINSTR is set, the servers' user-space instructions per
+# request counted by callgrind: the same figures on every run, also for bare
+# axum with a do-nothing `Router::layer`, which is what axum's per-route
+# layering costs any middleware that labels requests by route.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DURATION=${DURATION:-10}
-REPEAT=${REPEAT:-3}
+DURATION=${DURATION:-6}
+REPEAT=${REPEAT:-5}
 cargo build --release -q -p hammer -p hammer-diag --example bench_server
 HAMMER=$PWD/target/release/hammer
 SERVER=$PWD/target/release/examples/bench_server
@@ -17,83 +28,99 @@ work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; } # user + system time
 
-run() { # NAME MODE RUST_LOG [profile]
-  local port dport
-  port=$(free_port); dport=$(free_port)
-  RUST_LOG=$3 taskset -c 0 "$SERVER" "$2" "127.0.0.1:$port" "127.0.0.1:$dport" 2> "$work/server.log" &
-  local pid=$!
-  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/hello" >/dev/null && break; sleep 0.05; done
-  if [ "${4:-}" = profile ]; then
-    curl -sf -o "$work/cpu.pb.gz" "http://127.0.0.1:$dport/debug/pprof/profile?seconds=$((DURATION + 1))&hz=99" &
+wait_up() { for _ in $(seq 100); do curl -sf "http://127.0.0.1:$1/hello" >/dev/null && return; sleep 0.05; done; }
+
+pair() { # NAME RUST_LOG [profile]: bare axum and hammer-diag, loaded at once
+  local p1 p2 d2 a b
+  p1=$(free_port); p2=$(free_port); d2=$(free_port)
+  RUST_LOG=warn taskset -c 0 "$SERVER" plain "127.0.0.1:$p1" 2>> "$work/server.log" &
+  a=$!
+  RUST_LOG=$2 taskset -c 0 "$SERVER" diag "127.0.0.1:$p2" "127.0.0.1:$d2" 2>> "$work/server.log" &
+  b=$!
+  wait_up "$p1"; wait_up "$p2"
+  if [ "${3:-}" = profile ]; then
+    curl -sf -o "$work/cpu.pb.gz" "http://127.0.0.1:$d2/debug/pprof/profile?seconds=$((DURATION + 1))&hz=99" &
     sleep 0.5
   fi
-  local before after
-  before=$(cpu_ticks "$pid")
-  taskset -c 1 "$HAMMER" attack -q --format json -c 50 -d "${DURATION}s" "http://127.0.0.1:$port/hello" > "$work/out.json"
-  after=$(cpu_ticks "$pid")
-  kill "$pid"; wait "$pid" 2>/dev/null || true
-  python3 -c "import json,os; v=json.load(open('$work/out.json')); print('$1', v['achieved_rate'], v['failed'], ($after - $before) / os.sysconf('SC_CLK_TCK') * 1e6 / max(v['requests'], 1))" >> "$work/results"
+  local a0 b0
+  a0=$(cpu_ticks "$a"); b0=$(cpu_ticks "$b")
+  taskset -c 1 "$HAMMER" attack -q --format json -c 50 -d "${DURATION}s" "http://127.0.0.1:$p1/hello" > "$work/a.json" &
+  local load=$!
+  taskset -c 1 "$HAMMER" attack -q --format json -c 50 -d "${DURATION}s" "http://127.0.0.1:$p2/hello" > "$work/b.json"
+  wait "$load"
+  local a1 b1
+  a1=$(cpu_ticks "$a"); b1=$(cpu_ticks "$b")
+  kill "$a" "$b"; wait "$a" "$b" 2>/dev/null || true
+  wait # the profile download, if any
+  python3 - "$1" "$work" "$((a1 - a0))" "$((b1 - b0))" >> "$work/pairs" <<'PY'
+import json, os, sys
+name, work, ta, tb = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+a, b = (json.load(open(f"{work}/{x}.json")) for x in "ab")
+us = lambda ticks, v: ticks / os.sysconf("SC_CLK_TCK") * 1e6 / max(v["requests"], 1)
+print(name, a["achieved_rate"], b["achieved_rate"], us(ta, a), us(tb, b), a["failed"] + b["failed"])
+PY
 }
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; } # the server's user + system time
+for _ in $(seq "$REPEAT"); do
+  pair diag-nolog warn
+  pair diag-profiled warn profile
+  pair diag-log info
+done
+python3 - "$work/pairs" "$DURATION" <<'PY'
+import statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    name, ra, rb, ca, cb, failed = line.split()
+    rows.setdefault(name, []).append((float(ra), float(rb), float(ca), float(cb), int(failed)))
+labels = {"diag-nolog": "hammer-diag, RUST_LOG=warn",
+          "diag-profiled": "hammer-diag, during 99 Hz profile",
+          "diag-log": "hammer-diag, request logs on"}
+print(f"each row: bare axum and hammer-diag served at once on one core, {sys.argv[2]} s, "
+      f"medians of {len(rows['diag-nolog'])} rounds")
+print(f"{'hammer-diag':<34} {'req/s':>15} {'vs axum':>8} {'CPU us/req':>13} {'vs axum':>8} {'failed':>6}")
+for name, label in labels.items():
+    r = rows[name]
+    med = lambda i: statistics.median(x[i] for x in r)
+    rate = statistics.median(x[1] / x[0] - 1 for x in r) * 100
+    cpu = statistics.median(x[3] / x[2] - 1 for x in r) * 100
+    spread = (min(x[1] / x[0] - 1 for x in r) * 100, max(x[1] / x[0] - 1 for x in r) * 100)
+    print(f"{label:<34} {med(1):>6.0f} ({med(0):>6.0f}) {rate:>+7.1f}% {med(3):>5.2f} ({med(2):>5.2f}) "
+          f"{cpu:>+7.1f}% {sum(x[4] for x in r):>6}   req/s ratio ranged {spread[0]:+.1f}%..{spread[1]:+.1f}%")
+print("(bare axum's own figures in brackets)")
+PY
 
-# The server's own instructions per request, counted by callgrind over 5,000
-# requests after a 1,000-request warm-up: the same figure on every run,
-# however busy the machine (user space only; both servers make the same two
-# system calls per request, a recvfrom and a writev).
+[ -n "${NOINSTR:-}" ] && exit 0
+command -v callgrind_control >/dev/null || { echo "no valgrind: instruction counts skipped"; exit 0; }
+# User-space instructions per request over 5,000 requests after a
+# 1,000-request warm-up (both servers make the same two system calls per
+# request, a recvfrom and a writev).
 instructions() { # MODE
-  local port out pid
+  local port out pid ir
   port=$(free_port); out="$work/callgrind.$1"
   RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$out" "$SERVER" "$1" "127.0.0.1:$port" >/dev/null 2>&1 &
   pid=$!
   for _ in $(seq 200); do curl -sf "http://127.0.0.1:$port/hello" >/dev/null && break; sleep 0.1; done
   "$HAMMER" attack -q -c 10 -n 1000 -d 60s "http://127.0.0.1:$port/hello" >/dev/null
-  callgrind_control -z "$pid" >/dev/null
+  callgrind_control -z "$pid" >/dev/null 2>&1
   "$HAMMER" attack -q --format json -c 10 -n 5000 -d 120s "http://127.0.0.1:$port/hello" > "$work/out.json"
-  callgrind_control -d "$pid" >/dev/null
+  callgrind_control -d "$pid" >/dev/null 2>&1
   sleep 0.5
   kill -9 "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true
-  local ir
   ir=$(grep -h '^summary:' "$out".* | tail -1 | awk '{print $2}')
   python3 -c "import json; v=json.load(open('$work/out.json')); print('$1', round($ir / v['requests']))" >> "$work/instructions"
 }
-if command -v callgrind_control >/dev/null; then
-  instructions plain
-  instructions diag
-fi
-
-for _ in $(seq "$REPEAT"); do
-  run plain plain warn
-  run diag-nolog diag warn
-  run diag-profiled diag warn profile
-  run diag-log diag info
-done
-python3 - "$work/results" <<'PY'
-import statistics, sys
-rows = {}
-for line in open(sys.argv[1]):
-    name, rate, failed, cpu = line.split()
-    rows.setdefault(name, []).append((float(rate), int(failed), float(cpu)))
-base = statistics.median(r for r, _, _ in rows["plain"])
-base_cpu = statistics.median(c for _, _, c in rows["plain"])
-print(f"{'server':<34} {'req/s':>9} {'vs plain':>9} {'CPU us/req':>11} {'vs plain':>9} {'failed':>7}")
-labels = {"plain": "axum, no middleware", "diag-nolog": "hammer-diag, RUST_LOG=warn",
-          "diag-profiled": "hammer-diag, during 99 Hz profile", "diag-log": "hammer-diag, request logs on"}
-for name in ["plain", "diag-nolog", "diag-profiled", "diag-log"]:
-    med = statistics.median(r for r, _, _ in rows[name])
-    cpu = statistics.median(c for _, _, c in rows[name])
-    print(f"{labels[name]:<34} {med:>9.0f} {(med / base - 1) * 100:>+8.1f}% {cpu:>11.2f} "
-          f"{(cpu / base_cpu - 1) * 100:>+8.1f}% {sum(f for _, f, _ in rows[name]):>7}")
-print(f"(medians of {len(rows['plain'])} interleaved rounds; req/s is the throughput, CPU us/req "
-      "the server's user+system time per request: the steadier figure on a shared machine)")
-PY
-if [ -s "$work/instructions" ]; then
-  python3 - "$work/instructions" <<'PY'
+instructions plain
+instructions layered
+instructions diag
+python3 - "$work/instructions" <<'PY'
 import sys
-ir = dict(line.split() for line in open(sys.argv[1]))
-plain, diag = int(ir["plain"]), int(ir["diag"])
-print(f"\nuser-space instructions per request (callgrind): axum {plain:,}, hammer-diag {diag:,} "
-      f"(+{diag - plain:,}, {(diag / plain - 1) * 100:+.1f}% of user space)")
+ir = {k: int(v) for k, v in (line.split() for line in open(sys.argv[1]))}
+plain = ir["plain"]
+print("\nuser-space instructions per request (callgrind, RUST_LOG=warn):")
+for name, label in [("plain", "bare axum"), ("layered", "bare axum + a do-nothing Router::layer"),
+                    ("diag", "hammer-diag")]:
+    n = ir[name]
+    print(f"  {label:<40} {n:>7,} {(n / plain - 1) * 100:>+6.1f}%")
 PY
-fi

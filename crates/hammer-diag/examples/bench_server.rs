@@ -1,7 +1,9 @@
 //! Run with `cargo run --release -p hammer-diag --example bench_server -- MODE ADDR [DIAG_ADDR]`.
 //!
 //! The same `/hello` handler served two ways, for `bench/diag-overhead.sh`:
-//! MODE `plain` is bare `axum::serve`; MODE `diag` is hammer-diag's server
+//! MODE `plain` is bare `axum::serve`; MODE `layered` the same with a
+//! do-nothing `Router::layer` (what axum's per-route layering costs any
+//! middleware); MODE `diag` is hammer-diag's server
 //! with all its middleware (logging filtered by `RUST_LOG`), and its
 //! diagnostics listener on DIAG_ADDR when given.
 
@@ -14,7 +16,7 @@ async fn main() -> std::io::Result<()> {
     let (mode, addr) = match (args.next(), args.next()) {
         (Some(m), Some(a)) => (m, a),
         _ => {
-            eprintln!("usage: bench_server plain|diag ADDR");
+            eprintln!("usage: bench_server plain|layered|diag ADDR [DIAG_ADDR]");
             std::process::exit(2);
         }
     };
@@ -22,6 +24,7 @@ async fn main() -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     match mode.as_str() {
         "plain" => axum::serve(listener, app).await,
+        "layered" => axum::serve(listener, app.layer(tower::layer::layer_fn(|s| s))).await,
         "diag" => {
             hammer_diag::init_logging();
             let diag = match args.next() {
@@ -33,7 +36,7 @@ async fn main() -> std::io::Result<()> {
                 .await
         }
         other => {
-            eprintln!("unknown mode {other:?}: use plain or diag");
+            eprintln!("unknown mode {other:?}: use plain, layered or diag");
             std::process::exit(2);
         }
     }
