@@ -175,11 +175,13 @@ pub fn layer<S: Subscriber + for<'a> LookupSpan<'a>>() -> impl Layer<S> {
 /// request. `init_logging` installs it; add it when building your own
 /// subscriber, with your logs' most verbose level.
 pub fn gate<S: Subscriber>(logs: LevelFilter) -> impl Layer<S> {
-    GATE_LOGS.store(level_rank(logs.into_level()), Ordering::Relaxed);
     DynFilterFn::new(move |meta: &tracing::Metadata<'_>, _: &Context<'_, S>| {
         *meta.level() <= logs || (meta.is_span() && ACTIVE.load(Ordering::Relaxed))
     })
     .with_callsite_filter(move |meta| {
+        // Called once per callsite by each subscriber the gate is part of:
+        // only a gate in use counts for the fast path.
+        note_gate(logs);
         if *meta.level() <= logs {
             tracing::subscriber::Interest::always()
         } else if meta.is_span() {
@@ -190,10 +192,18 @@ pub fn gate<S: Subscriber>(logs: LevelFilter) -> impl Layer<S> {
     })
 }
 
-/// The logs' level of the last [`gate`] built, as [`level_rank`]; `NO_GATE`
-/// before one is.
+/// The most verbose logs' level of the [`gate`]s in use, as [`level_rank`];
+/// `NO_GATE` before one is.
 static GATE_LOGS: AtomicU8 = AtomicU8::new(NO_GATE);
 const NO_GATE: u8 = u8::MAX;
+
+fn note_gate(logs: LevelFilter) {
+    let rank = level_rank(logs.into_level());
+    let _ = GATE_LOGS.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |now| {
+        let most_verbose = if now == NO_GATE { rank } else { now.max(rank) };
+        (most_verbose != now).then_some(most_verbose)
+    });
+}
 
 /// 0 for no level (logs off), then 1 (error) to 5 (trace).
 fn level_rank(level: Option<tracing::Level>) -> u8 {
@@ -208,9 +218,10 @@ fn level_rank(level: Option<tracing::Level>) -> u8 {
 }
 
 /// Whether a span at `level` could be enabled now, answered without asking
-/// the subscriber: false only when a [`gate`] is installed, its logs are
-/// quieter than `level` and no capture window is open. Lets a hot path skip
-/// building a span that would be thrown away.
+/// the subscriber: false only when gates are in use, all of their logs are
+/// quieter than `level`, and no capture window is open. Lets a hot path skip
+/// building a span that would be thrown away. (A subscriber without a gate
+/// in a process that has one elsewhere is not seen: add the gate to each.)
 pub(crate) fn span_may_be_enabled(level: tracing::Level) -> bool {
     let logs = GATE_LOGS.load(Ordering::Relaxed);
     logs == NO_GATE || level_rank(Some(level)) <= logs || ACTIVE.load(Ordering::Relaxed)
@@ -326,6 +337,14 @@ mod tests {
             ACTIVE.store(false, Ordering::SeqCst);
             assert!(!captured.is_disabled());
         });
+        // The fast path agrees, and follows the most verbose gate in use.
+        assert!(!span_may_be_enabled(tracing::Level::DEBUG));
+        assert!(span_may_be_enabled(tracing::Level::WARN));
+        let verbose = tracing_subscriber::registry().with(gate(LevelFilter::TRACE));
+        tracing::subscriber::with_default(verbose, || {
+            assert!(!tracing::debug_span!("verbose").is_disabled());
+        });
+        assert!(span_may_be_enabled(tracing::Level::DEBUG));
     }
 
     #[test]
