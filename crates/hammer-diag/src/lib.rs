@@ -188,7 +188,8 @@ impl Diag {
 /// Logs to stderr through `tracing`, one line per event with the request's
 /// span fields (its request ID), filtered by `RUST_LOG` (default `info`);
 /// and installs the trace-capture layer, which sees spans only inside a
-/// `/debug/pprof/trace` window, whatever `RUST_LOG` says.
+/// `/debug/pprof/trace` window, whatever `RUST_LOG` says, and
+/// [`trace::gate`], so that spans neither wants are never created.
 pub fn init_logging() {
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
