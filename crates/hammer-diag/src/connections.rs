@@ -22,10 +22,11 @@ use hyper_util::server::graceful::GracefulConnection;
 use pin_project_lite::pin_project;
 use serde::Serialize;
 
-/// A clock in milliseconds since the registry began, read by requests and
-/// advanced by the sweeper: requests never read the system clock for it.
+/// What the sweeper shares with every connection: a coarse clock (ms since
+/// the registry began, advanced by the sweeper, so requests never read the
+/// system clock for it), the idle limit, and whether a drain has begun.
 #[derive(Debug)]
-struct Clock {
+struct Sweep {
     epoch: Instant,
     now_ms: AtomicU64,
     /// Idle this long (ms) and a connection is closed; `u64::MAX`: never.
@@ -34,11 +35,10 @@ struct Clock {
     draining: AtomicBool,
 }
 
-impl Clock {
-    fn advance(&self) -> u64 {
+impl Sweep {
+    fn advance_clock(&self) {
         let now = self.epoch.elapsed().as_millis() as u64;
         self.now_ms.store(now, Ordering::Relaxed);
-        now
     }
 }
 
@@ -50,10 +50,10 @@ pub struct ConnStats {
     opened: Instant,
     requests: AtomicU64,
     in_flight: AtomicU64,
-    /// The clock's reading when the last request (its response body
+    /// The sweep clock's reading when the last request (its response body
     /// included) ended, or when the connection opened.
     idle_since_ms: AtomicU64,
-    clock: Arc<Clock>,
+    sweep: Arc<Sweep>,
     /// Set by the sweeper: the connection should see whether it has been
     /// idle too long.
     check_idle: AtomicBool,
@@ -77,8 +77,8 @@ impl ConnStats {
     }
 
     fn idle_too_long(&self) -> bool {
-        let limit = self.clock.close_after_ms.load(Ordering::Relaxed);
-        let now = self.clock.now_ms.load(Ordering::Relaxed);
+        let limit = self.sweep.close_after_ms.load(Ordering::Relaxed);
+        let now = self.sweep.now_ms.load(Ordering::Relaxed);
         self.in_flight.load(Ordering::Relaxed) == 0
             && now.saturating_sub(self.idle_since_ms.load(Ordering::Relaxed)) >= limit
     }
@@ -91,7 +91,7 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         let stats = &self.0;
         stats.idle_since_ms.store(
-            stats.clock.now_ms.load(Ordering::Relaxed),
+            stats.sweep.now_ms.load(Ordering::Relaxed),
             Ordering::Relaxed,
         );
         stats.in_flight.fetch_sub(1, Ordering::Relaxed);
@@ -181,7 +181,7 @@ impl<C: GracefulConnection> Future for Watched<C> {
             *this.stats.waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(cx.waker().clone());
             *this.waker_set = true;
         }
-        if !*this.shutting_down && this.stats.clock.draining.load(Ordering::Relaxed) {
+        if !*this.shutting_down && this.stats.sweep.draining.load(Ordering::Relaxed) {
             *this.shutting_down = true;
             this.conn.as_mut().graceful_shutdown();
         }
@@ -202,7 +202,7 @@ pub struct Connections {
     next_id: AtomicU64,
     total: AtomicU64,
     open: Mutex<BTreeMap<u64, Arc<ConnStats>>>,
-    clock: Arc<Clock>,
+    sweep: Arc<Sweep>,
 }
 
 impl Default for Connections {
@@ -211,7 +211,7 @@ impl Default for Connections {
             next_id: AtomicU64::new(0),
             total: AtomicU64::new(0),
             open: Mutex::default(),
-            clock: Arc::new(Clock {
+            sweep: Arc::new(Sweep {
                 epoch: Instant::now(),
                 now_ms: AtomicU64::new(0),
                 close_after_ms: AtomicU64::new(u64::MAX),
@@ -275,8 +275,8 @@ impl Connections {
             opened: Instant::now(),
             requests: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
-            idle_since_ms: AtomicU64::new(self.clock.now_ms.load(Ordering::Relaxed)),
-            clock: self.clock.clone(),
+            idle_since_ms: AtomicU64::new(self.sweep.now_ms.load(Ordering::Relaxed)),
+            sweep: self.sweep.clone(),
             check_idle: AtomicBool::new(false),
             waker: Mutex::new(None),
         });
@@ -297,14 +297,14 @@ impl Connections {
         let period = (limit / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
         // Idle times are read off a clock up to one period stale: allow for it.
         let close_after = (limit + period).as_millis() as u64;
-        self.clock
+        self.sweep
             .close_after_ms
             .store(close_after, Ordering::Relaxed);
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            self.clock.advance();
+            self.sweep.advance_clock();
             let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
             for stats in open.values().filter(|s| s.idle_too_long()) {
                 stats.check_idle.store(true, Ordering::Relaxed);
@@ -316,7 +316,7 @@ impl Connections {
     /// Shuts every connection down gracefully (each finishes the request it
     /// is serving, idle ones close now) and resolves when none is open.
     pub async fn drain(&self) {
-        self.clock.draining.store(true, Ordering::SeqCst);
+        self.sweep.draining.store(true, Ordering::SeqCst);
         for stats in self.open.lock().unwrap_or_else(|e| e.into_inner()).values() {
             stats.wake();
         }
