@@ -5,12 +5,14 @@
 //!   serving `/metrics` (Prometheus text) and `/connections`; nothing of it
 //!   is ever served on the public listener;
 //! - on every public route: a request ID (from `x-request-id`, or made up
-//!   when the request is logged or traced) on every log line of the request, a start and an end line, request
-//!   metrics, panic capture (a 500, the stack logged, the service keeps
-//!   serving) and a whole-request timeout;
+//!   when the request is logged or traced) on every log line of the
+//!   request, a start and an end line, request metrics, panic capture (a
+//!   500, the stack logged, the service keeps serving) and a whole-request
+//!   timeout;
 //! - `/info` (build-stamped version, start time, uptime), `/healthz`, `/readyz`;
-//! - header-read and idle timeouts, and drain on SIGTERM: readiness goes false, the
-//!   listeners close, requests in flight finish, then [`Diag::serve`] returns.
+//! - header-read and idle timeouts, and drain on SIGTERM: readiness goes
+//!   false, the listeners close, requests in flight finish, then
+//!   [`Diag::serve`] returns.
 //!
 //! - `/debug/pprof/profile?seconds=N` on the diagnostics listener: a CPU
 //!   profile as pprof protobuf (`go tool pprof`), SVG flame graph or

@@ -139,31 +139,21 @@ impl Metrics {
         let seconds = elapsed.as_secs_f64();
         let series = first.0.get_or_init(|| self.series(labels));
         if series.matches(self.id, labels) {
-            series.requests.inc();
-            series.duration.observe(seconds);
-            return;
+            return series.record(seconds);
         }
-        let cached = SERIES.with(|cache| {
+        SERIES.with(|cache| {
             let mut cache = cache.borrow_mut();
-            if let Some(s) = cache.iter().find(|s| s.matches(self.id, labels)) {
-                s.requests.inc();
-                s.duration.observe(seconds);
-                return true;
+            match cache.iter().find(|s| s.matches(self.id, labels)) {
+                Some(series) => series.record(seconds),
+                None => {
+                    let series = self.series(labels);
+                    series.record(seconds);
+                    if cache.len() < SERIES_CACHED_PER_THREAD {
+                        cache.push(series);
+                    }
+                }
             }
-            if cache.len() >= SERIES_CACHED_PER_THREAD {
-                return false;
-            }
-            let series = self.series(labels);
-            series.requests.inc();
-            series.duration.observe(seconds);
-            cache.push(series);
-            true
         });
-        if !cached {
-            let values = labels.values();
-            self.requests.with_label_values(&values).inc();
-            self.duration.with_label_values(&values).observe(seconds);
-        }
     }
 
     fn series(&self, labels: RequestLabels<'_>) -> Series {
@@ -232,6 +222,11 @@ struct Series {
 }
 
 impl Series {
+    fn record(&self, seconds: f64) {
+        self.requests.inc();
+        self.duration.observe(seconds);
+    }
+
     fn matches(&self, metrics: u64, labels: RequestLabels<'_>) -> bool {
         self.metrics == metrics
             && self.status == labels.status

@@ -105,36 +105,14 @@ impl Client {
                         )
                     })
                     .collect();
-                let chunked = headers.iter().any(|(n, v)| {
-                    n.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
-                });
-                if chunked {
-                    if let Some((body, used)) = dechunk(&self.buf[head..])? {
-                        let status = res.code.unwrap_or(0);
-                        self.buf.drain(..head + used);
-                        return Ok(Response {
-                            status,
-                            headers,
-                            body,
-                        });
-                    }
-                } else {
-                    let len: usize = headers
-                        .iter()
-                        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-                        .map_or(Ok(0), |(_, v)| {
-                            v.parse().map_err(|_| "bad content-length".to_string())
-                        })?;
-                    if self.buf.len() >= head + len {
-                        let status = res.code.unwrap_or(0);
-                        let body = self.buf[head..head + len].to_vec();
-                        self.buf.drain(..head + len);
-                        return Ok(Response {
-                            status,
-                            headers,
-                            body,
-                        });
-                    }
+                if let Some((body, used)) = framed_body(&headers, &self.buf[head..])? {
+                    let status = res.code.unwrap_or(0);
+                    self.buf.drain(..head + used);
+                    return Ok(Response {
+                        status,
+                        headers,
+                        body,
+                    });
                 }
             }
             match self.stream.read(&mut chunk) {
@@ -150,6 +128,28 @@ impl Client {
             }
         }
     }
+}
+
+/// The body that follows a response head with these `headers`, and the
+/// bytes it took, once it is all in `rest`: chunked or `Content-Length`
+/// framed (none: empty).
+fn framed_body(
+    headers: &[(String, String)],
+    rest: &[u8],
+) -> Result<Option<(Vec<u8>, usize)>, String> {
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    };
+    if header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        return dechunk(rest);
+    }
+    let len: usize = header("content-length").map_or(Ok(0), |v| {
+        v.parse().map_err(|_| "bad content-length".to_string())
+    })?;
+    Ok((rest.len() >= len).then(|| (rest[..len].to_vec(), len)))
 }
 
 /// A chunked body's data and the bytes it took, once it is all in `buf`
