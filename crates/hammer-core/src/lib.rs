@@ -13,12 +13,12 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use hammer_core::pacer::{Even, Next, Pacer, Share};
+//! use hammer_core::pacer::{Even, Limit, Limited, Next, Share};
 //! use hammer_core::plan::RatePlan;
 //!
 //! // 4 requests/s for one second: due at 0, 250, 500 and 750 ms.
 //! let plan = RatePlan::constant(4.0, Some(Duration::from_secs(1))).unwrap();
-//! let mut pacer = Even::new(plan, Share::ALL, None);
+//! let mut pacer = Limited::new(Even::new(plan, Share::ALL), Limit::default(), Share::ALL);
 //! pacer.take();
 //! assert_eq!(pacer.next(), Next::At(Duration::from_millis(250)));
 //! ```

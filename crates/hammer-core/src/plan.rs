@@ -149,22 +149,9 @@ impl RatePlan {
         }])
     }
 
-    /// The plan's segments, in order.
-    pub fn segments(&self) -> &[Segment] {
-        &self.segments
-    }
-
     /// Total length, or `None` when the plan runs until stopped.
     pub fn duration(&self) -> Option<Duration> {
         self.segments.iter().map(|s| s.duration).sum()
-    }
-
-    /// The highest rate the plan reaches.
-    pub fn peak_rate(&self) -> f64 {
-        self.segments
-            .iter()
-            .map(|s| s.start_rate.max(s.end_rate))
-            .fold(0.0, f64::max)
     }
 
     /// The mean rate over the plan (the start rate for an open-ended plan).
@@ -258,7 +245,8 @@ mod tests {
         assert_eq!(plan.cumulative(60.0), 16500.0);
         // The first request of the second step is due exactly at 30 s.
         assert_eq!(plan.time_of(1500.0), Some(Duration::from_secs(30)));
-        assert_eq!(plan.peak_rate(), 1000.0);
+        // The last step runs at its own rate: 30 s at 1000/s after 16,500.
+        assert!((plan.cumulative(90.0) - 46_500.0).abs() < 1e-6);
     }
 
     #[test]

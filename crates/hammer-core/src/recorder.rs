@@ -154,6 +154,17 @@ impl Recorder {
         }
     }
 
+    /// A due request waited for a connection until its whole timeout had
+    /// passed, without being sent: a timeout at the time waited, counted
+    /// from its intended send time (no service time: it never reached the
+    /// target).
+    pub fn record_expired(&mut self, waited: Duration) {
+        self.sent += 1;
+        self.lag.saturating_record(micros(waited));
+        self.errors[ErrorKind::Timeout as usize] += 1;
+        self.latency.saturating_record(micros(waited));
+    }
+
     /// Adds everything `other` measured to this recorder.
     pub fn add(&mut self, other: &Recorder) {
         // Same bounds on both sides, so adding cannot fail.

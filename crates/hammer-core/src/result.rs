@@ -83,6 +83,15 @@ impl Percentiles {
 /// Schedule lag p99 above this means the generator, not the target, limited the run.
 pub const GENERATOR_LIMIT_MS: f64 = 1.0;
 
+/// What a run did with connections.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Connections {
+    /// Connections opened over the run.
+    pub opened: u64,
+    /// The most open at once (per worker, summed: an upper bound).
+    pub peak_open: u64,
+}
+
 /// The full result of a run, with stable field names.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunResult {
@@ -112,6 +121,9 @@ pub struct RunResult {
     pub schedule_lag_ms: Percentiles,
     /// True when schedule lag p99 exceeded 1 ms: the generator was the limit.
     pub generator_limited: bool,
+    /// Connections opened, and the most open at once.
+    #[serde(default)]
+    pub connections: Connections,
     /// Response bytes received.
     pub bytes_in: u64,
     /// Request bytes sent.
@@ -184,12 +196,21 @@ impl RunResult {
             service_time_ms: Percentiles::of(rec.service_time()),
             generator_limited: target_rate.is_some() && lag.p99 > GENERATOR_LIMIT_MS,
             schedule_lag_ms: lag,
+            connections: Connections::default(),
             bytes_in: rec.bytes_in(),
             bytes_out: rec.bytes_out(),
             slo: None,
             histogram: encode_histogram(rec.latency()),
             service_time_histogram: encode_histogram(rec.service_time()),
             schedule_lag_histogram: encode_histogram(rec.schedule_lag()),
+        }
+    }
+
+    /// The same result, saying what the run did with connections.
+    pub fn with_connections(self, connections: Connections) -> Self {
+        Self {
+            connections,
+            ..self
         }
     }
 
@@ -218,6 +239,7 @@ impl RunResult {
         let mut errors: BTreeMap<String, u64> = BTreeMap::new();
         let mut target: Option<f64> = None;
         let (mut achieved, mut duration, mut bytes_in, mut bytes_out) = (0.0, 0.0f64, 0, 0);
+        let mut connections = Connections::default();
         for r in results {
             let add = |h: &mut Histogram<u64>, text: &str, field| -> Result<(), ResultError> {
                 h.add(decode_histogram(text, field)?)
@@ -247,6 +269,8 @@ impl RunResult {
             duration = duration.max(r.duration_s);
             bytes_in += r.bytes_in;
             bytes_out += r.bytes_out;
+            connections.opened += r.connections.opened;
+            connections.peak_open += r.connections.peak_open;
         }
         let requests = status.values().sum::<u64>() + errors.values().sum::<u64>();
         let succeeded = status
@@ -272,6 +296,7 @@ impl RunResult {
             service_time_ms: Percentiles::of(&svc),
             generator_limited: target.is_some() && lag_p.p99 > GENERATOR_LIMIT_MS,
             schedule_lag_ms: lag_p,
+            connections,
             bytes_in,
             bytes_out,
             slo: None,

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use hammer::engine::request::{prepare, Loaded};
 use hammer::engine::{Config, Mode, Run};
-use hammer_core::pacer::Share;
+use hammer_core::pacer::{Limit, Share};
 use hammer_core::targets::Target;
 
 struct Counting;
@@ -88,8 +88,10 @@ fn allocations_for(requests: u64, addr: std::net::SocketAddr) -> u64 {
         addr: origin.addr,
         requests: prepared,
         mode: Mode::Closed,
-        max_requests: Some(requests),
-        duration: None,
+        limit: Limit {
+            requests: Some(requests),
+            window: None,
+        },
         connections: 4,
         workers: 1,
         timeout: Duration::from_secs(10),

@@ -431,3 +431,56 @@ fn open_loop_never_exceeds_the_connection_cap() {
         server.connections()
     );
 }
+
+/// The connection policy cannot storm: a server that stalls for 50 ms each
+/// second at 5,000 req/s (250 requests come due in each stall) gets a few
+/// more connections than a server that never stalls, not one per request
+/// due in the stall, as the old policy opened. Counted server-side.
+#[test]
+fn a_hiccup_does_not_start_a_connection_storm() {
+    let _cpu = exclusive();
+    let run = |behavior| {
+        let server = Server::start(behavior);
+        let v = hammer_json(&["-r", "5000", "-d", "3s", &server.url("/")], LIMIT);
+        assert_eq!(v["failed"], 0, "{v}");
+        assert_eq!(f(&v, "connections.opened"), f(&v, "connections.peak_open"));
+        (server.connections() - PREFLIGHT, v)
+    };
+    let (steady, _) = run(Behavior::Fast);
+    let (hiccup, v) = run(Behavior::HiccupEachSecond(Duration::from_millis(50)));
+    eprintln!("5000/s: {steady} connections steady, {hiccup} with a 50 ms hiccup each second");
+    assert!(
+        hiccup <= 2 * steady.max(2),
+        "{hiccup} connections vs {steady} steady"
+    );
+    // Requests that came due in a stall waited for it: latency shows it.
+    assert!(f(&v, "latency_ms.max") >= 40.0, "{}", v["latency_ms"]);
+}
+
+/// Regression: `-r 100 -d 10s -n 50 --arrivals poisson` reported an achieved
+/// rate of 5/s, because the Poisson pacer's send window ignored `-n`.
+#[test]
+fn poisson_count_limit_keeps_the_rate() {
+    let server = Server::start(Behavior::Fast);
+    let v = hammer_json(
+        &[
+            "-r",
+            "100",
+            "-d",
+            "10s",
+            "-n",
+            "50",
+            "--arrivals",
+            "poisson",
+            &server.url("/"),
+        ],
+        LIMIT,
+    );
+    assert_eq!(v["requests"], 50);
+    let achieved = f(&v, "achieved_rate");
+    assert!(
+        (60.0..170.0).contains(&achieved),
+        "achieved {achieved}/s of 100/s"
+    );
+    assert!(f(&v, "duration_s") < 1.0, "{}", v["duration_s"]);
+}

@@ -14,7 +14,7 @@ use hammer::engine::{Config, Mode, Outcome, Run};
 use hammer::limits;
 use hammer::report::progress::{Goal, Progress};
 use hammer::report::text;
-use hammer_core::pacer::Share;
+use hammer_core::pacer::{Arrivals, Limit, Share};
 use hammer_core::plan::RatePlan;
 use hammer_core::result::RunResult;
 use hammer_core::slo::Slo;
@@ -23,7 +23,7 @@ use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
 use hdrhistogram::serialization::V2DeflateSerializer;
 
 use super::{bad_input, parse_slo, print_stdout, Exit};
-use crate::cli::{Arrivals, AttackArgs, Format};
+use crate::cli::{Arrivals as ArrivalsArg, AttackArgs, Format};
 
 const DEFAULT_DURATION: Duration = Duration::from_secs(10);
 const CLOSED_DEFAULT_CONNECTIONS: usize = 50;
@@ -53,7 +53,8 @@ pub fn run(args: AttackArgs) -> Result<Exit> {
     progress.finish();
 
     let mut result =
-        RunResult::from_recorder(&outcome.recorder, attack.target_rate, outcome.window);
+        RunResult::from_recorder(&outcome.recorder, attack.target_rate, outcome.window)
+            .with_connections(outcome.connections);
     if let Some(slo) = &attack.slo {
         result.slo = Some(slo.evaluate(&result)?);
     }
@@ -174,8 +175,10 @@ fn resolve(args: &AttackArgs, max_conns: Option<u64>) -> Result<Attack> {
             addr: origin.addr,
             requests,
             mode,
-            max_requests: args.requests,
-            duration,
+            limit: Limit {
+                requests: args.requests,
+                window: duration,
+            },
             connections,
             workers,
             timeout: args.timeout,
@@ -262,8 +265,10 @@ fn mode_of(args: &AttackArgs) -> Result<(Mode, Option<Duration>)> {
     let duration = plan.duration();
     let mode = Mode::Open {
         plan,
-        poisson: args.arrivals == Arrivals::Poisson,
-        seed: args.seed,
+        arrivals: match args.arrivals {
+            ArrivalsArg::Even => Arrivals::Even,
+            ArrivalsArg::Poisson => Arrivals::Poisson { seed: args.seed },
+        },
     };
     Ok((mode, duration))
 }
@@ -360,13 +365,12 @@ fn title(
         (None, None) => "until stopped".into(),
     };
     let how = match mode {
-        Mode::Open { plan, poisson, .. } => format!(
+        Mode::Open { plan, arrivals } => format!(
             "open loop, {:.1} req/s mean ({}), {bound}",
             plan.mean_rate(),
-            if *poisson {
-                "Poisson arrivals"
-            } else {
-                "evenly spaced"
+            match arrivals {
+                Arrivals::Poisson { .. } => "Poisson arrivals",
+                Arrivals::Even => "evenly spaced",
             }
         ),
         Mode::Closed => format!("closed loop, {connections} connections, {bound}"),

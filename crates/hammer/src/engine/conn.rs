@@ -52,6 +52,8 @@ pub struct Conn {
     pub connecting_since: Option<Instant>,
     /// The request in flight, if any.
     pub busy: Option<InFlight>,
+    /// Whether the target has answered on this connection yet.
+    pub answered: bool,
     reader: ResponseReader,
 }
 
@@ -84,6 +86,7 @@ impl Conn {
             generation,
             connecting_since: Some(now),
             busy: None,
+            answered: false,
             reader: ResponseReader::default(),
         })
     }

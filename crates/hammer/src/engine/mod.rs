@@ -18,9 +18,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use hammer_core::pacer::{Even, Poisson, Share, Unpaced};
+use hammer_core::pacer::{Arrivals, Even, Limit, Limited, Pacer, Poisson, Share, Unpaced};
 use hammer_core::plan::RatePlan;
 use hammer_core::recorder::Recorder;
+use hammer_core::result::Connections;
 
 use request::Prepared;
 use worker::{WorkerConfig, WorkerReport};
@@ -32,10 +33,8 @@ pub enum Mode {
     Open {
         /// The rate plan.
         plan: RatePlan,
-        /// Poisson arrivals instead of evenly spaced ones.
-        poisson: bool,
-        /// Seed for Poisson arrivals.
-        seed: u64,
+        /// How arrivals are spaced.
+        arrivals: Arrivals,
     },
     /// Closed loop: each connection sends its next request when the last one ends.
     Closed,
@@ -50,10 +49,8 @@ pub struct Config {
     pub requests: Vec<Prepared>,
     /// Pacing.
     pub mode: Mode,
-    /// Stop after this many requests.
-    pub max_requests: Option<u64>,
-    /// Stop sending after this long.
-    pub duration: Option<Duration>,
+    /// `-n` and `-d`: the whole run's count, and how long it sends.
+    pub limit: Limit,
     /// Closed loop: the connections. Open loop: the most it may open.
     pub connections: usize,
     /// Worker threads.
@@ -74,8 +71,24 @@ pub struct Outcome {
     pub recorder: Recorder,
     /// The send window the achieved rate is measured over.
     pub window: Duration,
-    /// Connections opened.
-    pub connections_opened: u64,
+    /// Connections opened, and the most open at once.
+    pub connections: Connections,
+}
+
+/// One worker's part of a run, before its pacer is chosen.
+struct Work<'a> {
+    cfg: WorkerConfig,
+    limit: Limit,
+    share: Share,
+    shared: &'a Mutex<Recorder>,
+    stop: &'a AtomicBool,
+}
+
+impl Work<'_> {
+    fn run<P: Pacer>(self, pacer: P) -> std::io::Result<WorkerReport> {
+        let pacer = Limited::new(pacer, self.limit, self.share);
+        worker::run(self.cfg, pacer, self.shared, self.stop)
+    }
 }
 
 /// A run in progress.
@@ -105,11 +118,7 @@ impl Run {
             Arc::new((0..workers).map(|_| Mutex::new(Recorder::new())).collect());
         let mut handles = Vec::with_capacity(workers);
         for i in 0..workers {
-            // Worker i of W in shard s of N takes arrivals s + N·i (mod N·W).
-            let share = Share {
-                first: cfg.shard.first + cfg.shard.stride * i as u64,
-                stride: cfg.shard.stride * workers as u64,
-            };
+            let share = cfg.shard.split(i as u64, workers as u64);
             let max_conns =
                 (cfg.connections / workers + usize::from(i < cfg.connections % workers)).max(1);
             let wcfg = WorkerConfig {
@@ -119,33 +128,32 @@ impl Run {
                 timeout: cfg.timeout,
                 connect_timeout: cfg.connect_timeout,
                 keepalive: cfg.keepalive,
-                deadline: cfg.duration.map(|d| start + d),
+                deadline: cfg.limit.window.map(|d| start + d),
                 start,
                 first_request: i % requests.len(),
             };
-            let (mode, limit) = (cfg.mode.clone(), cfg.max_requests);
+            let (mode, limit) = (cfg.mode.clone(), cfg.limit);
             let (intervals, stop) = (intervals.clone(), stop.clone());
             let handle = std::thread::Builder::new()
                 .name(format!("hammer-worker-{i}"))
                 .spawn(move || {
-                    let shared = &intervals[i];
+                    let work = Work {
+                        cfg: wcfg,
+                        limit,
+                        share,
+                        shared: &intervals[i],
+                        stop: &stop,
+                    };
                     match mode {
-                        Mode::Closed => {
-                            worker::run(wcfg, Unpaced::new(share, limit), shared, &stop)
-                        }
+                        Mode::Closed => work.run(Unpaced),
                         Mode::Open {
                             plan,
-                            poisson: false,
-                            ..
-                        } => worker::run(wcfg, Even::new(plan, share, limit), shared, &stop),
+                            arrivals: Arrivals::Even,
+                        } => work.run(Even::new(plan, share)),
                         Mode::Open {
                             plan,
-                            poisson: true,
-                            seed,
-                        } => {
-                            let pacer = Poisson::new(plan, share, limit, seed);
-                            worker::run(wcfg, pacer, shared, &stop)
-                        }
+                            arrivals: Arrivals::Poisson { seed },
+                        } => work.run(Poisson::new(plan, share, seed)),
                     }
                 })?;
             handles.push(handle);
@@ -189,23 +197,28 @@ impl Run {
     /// Waits for the workers and merges what they measured.
     pub fn join(self) -> std::io::Result<Outcome> {
         let mut recorder = Recorder::new();
-        let (mut end, mut opened) = (self.start, 0);
+        let (mut last_done, mut send_stop) = (self.start, None::<Instant>);
+        let (mut opened, mut peak_open) = (0, 0);
         for h in self.handles {
             let report = h
                 .join()
                 .map_err(|_| std::io::Error::other("a worker thread panicked"))??;
             recorder.add(&report.recorder);
-            end = end.max(if self.closed {
-                report.last_done
-            } else {
-                report.send_stop
-            });
+            last_done = last_done.max(report.last_done);
+            // Each worker's window closes where its first unsent arrival was
+            // due; the earliest of those is where the run's plan stopped.
+            send_stop = Some(send_stop.map_or(report.send_stop, |t| t.min(report.send_stop)));
             opened += report.opened;
+            peak_open += report.peak_open;
         }
+        let end = match send_stop {
+            Some(t) if !self.closed => t,
+            _ => last_done,
+        };
         Ok(Outcome {
             recorder,
             window: end.saturating_duration_since(self.start),
-            connections_opened: opened,
+            connections: Connections { opened, peak_open },
         })
     }
 }

@@ -3,10 +3,26 @@
 //!
 //! The loop is the same for every mode; what differs is the [`Pacer`] it is
 //! generic over. Each turn it sends every request that is due (opening a
-//! connection when none is idle, up to its cap), sleeps until the next due
-//! time or I/O, then finishes what the I/O allows. A request that finds no
-//! connection stays in the pacer and keeps its intended time, so latency
-//! still counts from when it should have gone out.
+//! connection when none is idle, as the policy below allows), sleeps until
+//! the next due time or I/O, then finishes what the I/O allows. A request
+//! that finds no connection stays in the pacer and keeps its intended time,
+//! so latency still counts from when it should have gone out.
+//!
+//! Connection policy. Closed loop: its connections, opened at once. Open
+//! loop: a due request that finds no idle connection opens one while the
+//! pool is below its size, [`FIRST_POOL`] at first; beyond that it waits in
+//! the pacer (and fails as a timeout if none frees up within `--timeout`).
+//! The size grows by half, every sweep, while the pool is what holds the
+//! worker back: for two sweeps in a row the worker spent most of its time
+//! waiting in poll with a due request and no free connection, while
+//! responses kept coming. That is the one case more connections help. A
+//! target that stalls sends no responses while the worker waits, and a
+//! worker that is behind by itself does not wait: neither grows the pool,
+//! since more connections would only add connects to a server already
+//! behind, or work to a worker already busy — the churn that feeds a storm.
+//! A target that does not keep connections alive needs one per request,
+//! and gets them. `-c`
+//! caps it all.
 
 use std::io;
 use std::net::SocketAddr;
@@ -14,7 +30,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hammer_core::pacer::{Next, Pacer};
+use hammer_core::pacer::{Limited, Next, Pacer};
 use hammer_core::recorder::{ErrorKind, Recorder};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
@@ -31,6 +47,11 @@ const GRACE: Duration = Duration::from_secs(1);
 /// Most requests started in one turn, so stop checks are never starved.
 const MAX_BATCH: usize = 1024;
 const SCRATCH: usize = 64 * 1024;
+/// Open loop: the pool's size until the first response is measured.
+const FIRST_POOL: usize = 4;
+/// Open loop: the pool grows when the worker spent more than this share of
+/// two sweeps in a row waiting for a connection while responses came in.
+const STARVED: f64 = 0.5;
 
 /// What one worker needs to know.
 #[derive(Clone)]
@@ -65,11 +86,13 @@ pub struct WorkerReport {
     pub last_done: Instant,
     /// Connections it opened.
     pub opened: u64,
+    /// The most connections it had open at once.
+    pub peak_open: u64,
 }
 
 struct Worker<P> {
     cfg: WorkerConfig,
-    pacer: P,
+    pacer: Limited<P>,
     poll: Poll,
     conns: Slab<Conn>,
     /// Idle connections as (slot, generation); stale entries are skipped.
@@ -83,6 +106,19 @@ struct Worker<P> {
     scratch: Box<[u8]>,
     expired: Vec<usize>,
     opened: u64,
+    peak_open: usize,
+    /// Open loop with keep-alive: the pool is sized (see the module doc).
+    paced_growth: bool,
+    /// Open loop: the most connections the pool may hold now (see the module doc).
+    pool_target: usize,
+    /// A due request is waiting for a connection.
+    blocked: bool,
+    /// Time spent waiting in poll for a connection, while responses came
+    /// in, since the pool was last sized.
+    starved: Duration,
+    /// Whether the last sweep found the worker starved.
+    was_starved: bool,
+    last_sized: Instant,
     last_done: Instant,
 }
 
@@ -90,11 +126,12 @@ struct Worker<P> {
 /// request it sent has ended.
 pub fn run<P: Pacer>(
     cfg: WorkerConfig,
-    pacer: P,
+    pacer: Limited<P>,
     shared: &Mutex<Recorder>,
     stop: &AtomicBool,
 ) -> io::Result<WorkerReport> {
     let poll = Poll::new()?;
+    let paced_growth = cfg.keepalive && pacer.next() != Next::Now;
     let timer = PreciseTimer::new(poll.registry(), TIMER)?;
     let mut w = Worker {
         next_request: cfg.first_request,
@@ -112,6 +149,13 @@ pub fn run<P: Pacer>(
         scratch: vec![0; SCRATCH].into_boxed_slice(),
         expired: Vec::new(),
         opened: 0,
+        peak_open: 0,
+        paced_growth,
+        pool_target: FIRST_POOL,
+        blocked: false,
+        starved: Duration::ZERO,
+        was_starved: false,
+        last_sized: Instant::now(),
     };
     let send_stop = w.run_loop(shared, stop)?;
     Ok(WorkerReport {
@@ -119,6 +163,7 @@ pub fn run<P: Pacer>(
         send_stop,
         last_done: w.last_done,
         opened: w.opened,
+        peak_open: w.peak_open as u64,
     })
 }
 
@@ -157,6 +202,7 @@ impl<P: Pacer> Worker<P> {
             }
             if now >= next_sweep {
                 self.sweep(now);
+                self.size_pool(now);
                 next_sweep = now + sweep_every;
             }
             if now >= next_flush {
@@ -173,10 +219,14 @@ impl<P: Pacer> Worker<P> {
                 }
                 self.arm_timer(now)?;
             }
-            match self
+            let before = Instant::now();
+            let polled = self
                 .poll
-                .poll(&mut events, Some(wake.saturating_duration_since(now)))
-            {
+                .poll(&mut events, Some(wake.saturating_duration_since(before)));
+            if self.blocked && events.iter().any(|ev| ev.token() != TIMER) {
+                self.starved += before.elapsed();
+            }
+            match polled {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
@@ -195,13 +245,9 @@ impl<P: Pacer> Worker<P> {
     /// Starts every request that is due. Returns when sending ends for good
     /// (the pacer is done), with the instant the send window closes.
     fn dispatch(&mut self) -> Option<Instant> {
+        self.blocked = false;
         for _ in 0..MAX_BATCH {
             let next = self.pacer.next();
-            if next != Next::Done && !self.can_send() {
-                // Every connection is busy: due requests wait in the pacer,
-                // keeping their intended times.
-                return None;
-            }
             let now = Instant::now();
             let intended = match next {
                 Next::Done => {
@@ -214,7 +260,7 @@ impl<P: Pacer> Worker<P> {
             };
             let slot = match self.pop_idle() {
                 Some(slot) => slot,
-                None if self.conns.len() < self.cfg.max_conns => match self.open(now) {
+                None if self.may_open() => match self.open(now) {
                     Ok(slot) => slot,
                     Err(kind) => {
                         self.pacer.take();
@@ -223,8 +269,18 @@ impl<P: Pacer> Worker<P> {
                         continue;
                     }
                 },
-                // Only stale idle entries were left: wait like above.
-                None => return None,
+                None => {
+                    // Every connection is busy: due requests wait in the
+                    // pacer, keeping their intended times, until a connection
+                    // frees up or their own timeout has passed.
+                    if now.saturating_duration_since(intended) < self.cfg.timeout {
+                        self.blocked = true;
+                        return None;
+                    }
+                    self.pacer.take();
+                    self.interval.record_expired(now - intended);
+                    continue;
+                }
             };
             self.pacer.take();
             self.start_request(slot, intended, now);
@@ -233,11 +289,21 @@ impl<P: Pacer> Worker<P> {
     }
 
     fn arm_timer(&mut self, now: Instant) -> io::Result<()> {
-        if let Next::At(t) = self.pacer.next() {
-            let at = self.cfg.start + t;
-            if at > now && self.can_send() {
-                self.timer.arm(at)?;
+        let Next::At(t) = self.pacer.next() else {
+            return Ok(());
+        };
+        let due = self.cfg.start + t;
+        let at = if due > now {
+            if !self.can_send() {
+                return Ok(());
             }
+            due
+        } else {
+            // Due and waiting for a connection: a response will wake us.
+            return Ok(());
+        };
+        if at > now {
+            self.timer.arm(at)?;
         }
         Ok(())
     }
@@ -245,7 +311,13 @@ impl<P: Pacer> Worker<P> {
     /// Whether a request could go out now: a connection is idle (or may
     /// be: stale entries are skipped later) or another may be opened.
     fn can_send(&self) -> bool {
-        !self.idle.is_empty() || self.conns.len() < self.cfg.max_conns
+        !self.idle.is_empty() || self.may_open()
+    }
+
+    /// Whether the policy (module doc) allows another connection now.
+    fn may_open(&self) -> bool {
+        let open = self.conns.len();
+        open < self.cfg.max_conns && (!self.paced_growth || open < self.pool_target)
     }
 
     fn pop_idle(&mut self) -> Option<usize> {
@@ -276,6 +348,7 @@ impl<P: Pacer> Worker<P> {
         self.opened += 1;
         let slot = entry.key();
         entry.insert(conn);
+        self.peak_open = self.peak_open.max(self.conns.len());
         Ok(slot)
     }
 
@@ -335,6 +408,15 @@ impl<P: Pacer> Worker<P> {
             Step::Complete(done) => {
                 let now = Instant::now();
                 let conn = &mut self.conns[slot];
+                if !conn.answered {
+                    conn.answered = true;
+                    if !done.keep_alive {
+                        // The target closes after its first response: every
+                        // request needs a connection of its own, so growth
+                        // cannot wait for connections to prove themselves.
+                        self.paced_growth = false;
+                    }
+                }
                 if let Some(f) = conn.finish() {
                     self.busy -= 1;
                     self.last_done = now;
@@ -403,6 +485,17 @@ impl<P: Pacer> Worker<P> {
         for slot in slots {
             self.settle(slot, Step::Fail(ErrorKind::Canceled));
         }
+    }
+
+    /// Grows the pool when it is what holds the worker back (module doc).
+    fn size_pool(&mut self, now: Instant) {
+        let span = now.saturating_duration_since(self.last_sized);
+        let starved = self.starved.as_secs_f64() > STARVED * span.as_secs_f64();
+        if starved && self.was_starved {
+            let size = self.pool_target.max(self.conns.len());
+            self.pool_target = size + (size / 2).max(1);
+        }
+        (self.starved, self.was_starved, self.last_sized) = (Duration::ZERO, starved, now);
     }
 
     fn flush(&mut self, shared: &Mutex<Recorder>) {

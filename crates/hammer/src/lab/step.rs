@@ -101,11 +101,12 @@ fn config(load: &Load, rate: f64, duration: Duration) -> std::io::Result<Config>
         requests: load.requests.clone(),
         mode: Mode::Open {
             plan,
-            poisson: false,
-            seed: 0,
+            arrivals: hammer_core::pacer::Arrivals::Even,
         },
-        max_requests: None,
-        duration: Some(duration),
+        limit: hammer_core::pacer::Limit {
+            requests: None,
+            window: Some(duration),
+        },
         connections: load.connections,
         workers: load.workers,
         timeout: load.timeout,

@@ -50,9 +50,14 @@ pub fn render(run: &RunResult, title: &str) -> String {
     }
     let _ = writeln!(
         out,
-        "  Data       in {}, out {}\n",
+        "  Data       in {}, out {}",
         fmt_bytes(run.bytes_in),
         fmt_bytes(run.bytes_out)
+    );
+    let _ = writeln!(
+        out,
+        "  Conns      {} opened, {} open at most\n",
+        run.connections.opened, run.connections.peak_open
     );
     let _ = writeln!(
         out,

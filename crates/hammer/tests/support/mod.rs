@@ -47,6 +47,8 @@ pub enum Behavior {
     /// Requests arriving in the first 200 ms of each second (since the
     /// server started) are held until 200 ms.
     FreezeEachSecond,
+    /// The same with a freeze this long: a hiccup.
+    HiccupEachSecond(Duration),
     /// Sleep this long, then 200.
     Slow(Duration),
     /// 503 for every request.
@@ -156,13 +158,8 @@ async fn handle(
     let mut status = 200;
     match behavior {
         Behavior::Fast => {}
-        Behavior::FreezeEachSecond => {
-            let phase = Duration::from_nanos((start.elapsed().as_nanos() % 1_000_000_000) as u64);
-            let freeze = Duration::from_millis(200);
-            if phase < freeze {
-                tokio::time::sleep(freeze - phase).await;
-            }
-        }
+        Behavior::FreezeEachSecond => freeze(start, Duration::from_millis(200)).await,
+        Behavior::HiccupEachSecond(d) => freeze(start, d).await,
         Behavior::Slow(d) => tokio::time::sleep(d).await,
         Behavior::Unavailable => status = 503,
         Behavior::Capacity(per_sec) => {
@@ -181,6 +178,15 @@ async fn handle(
         .status(status)
         .body(Full::new(Bytes::from_static(b"ok")))
         .unwrap())
+}
+
+/// Holds a request that arrives in the first `freeze` of a second (since
+/// `start`) until that part of the second has passed.
+async fn freeze(start: Instant, freeze: Duration) {
+    let phase = Duration::from_nanos((start.elapsed().as_nanos() % 1_000_000_000) as u64);
+    if phase < freeze {
+        tokio::time::sleep(freeze - phase).await;
+    }
 }
 
 /// Runs `hammer` with `args`, killing it (and failing) after `limit`.

@@ -1,0 +1,255 @@
+#!/usr/bin/env python3
+"""Runs hammer and its peers (wrk, oha) against nginx, side by side, for the
+benchmarks in bench/open-loop.sh and bench/scale.sh.
+
+Every generator runs pinned to its own cores, as a child whose CPU time and
+peak RSS come from wait4(2), so the figures need nothing beyond Python's
+standard library (the bigger benchmark machine has no /usr/bin/time or perf).
+nginx serves `return 200` on loopback, pinned to its own cores.
+
+    peers.py open-loop   highest open-loop rate each generator sustains
+    peers.py scale       closed loop and open loop at 1, 2, 4, ... threads
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+NGINX_CONF = """
+worker_processes {workers};
+daemon off;
+pid {work}/nginx.pid;
+error_log {work}/error.log;
+events {{ worker_connections 65536; }}
+worker_rlimit_nofile 200000;
+http {{
+  access_log off;
+  client_body_temp_path {work}/body;
+  keepalive_requests 1000000000;
+  server {{ listen 127.0.0.1:{port} backlog=65535; location / {{ return 200 "hello\\n"; }} }}
+}}
+"""
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cores(first, count):
+    return ",".join(str(c) for c in range(first, first + count))
+
+
+class Nginx:
+    """nginx with `workers` worker processes pinned to cores 0..workers-1."""
+
+    def __init__(self, workers):
+        self.work = tempfile.mkdtemp(prefix="hammer-bench-")
+        self.port = free_port()
+        conf = os.path.join(self.work, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write(NGINX_CONF.format(workers=workers, work=self.work, port=self.port))
+        for d in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+            os.makedirs(f"/var/lib/nginx/{d}", exist_ok=True)
+        self.proc = subprocess.Popen(
+            ["taskset", "-c", cores(0, workers), "nginx", "-c", conf, "-p", self.work],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self.url = f"http://127.0.0.1:{self.port}/"
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(self.url, timeout=1).read()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise SystemExit("nginx did not start: " + open(os.path.join(self.work, "error.log")).read())
+
+    def stop(self):
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        self.proc.wait()
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+def measure(cmd, cpus):
+    """Runs cmd pinned to `cpus`; returns (stdout, cpu seconds, peak RSS MiB, wall s)."""
+    start = time.monotonic()
+    p = subprocess.Popen(["taskset", "-c", cpus] + cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    out = p.stdout.read().decode(errors="replace")
+    _, status, usage = os.wait4(p.pid, 0)
+    wall = time.monotonic() - start
+    if os.waitstatus_to_exitcode(status) not in (0, 3):
+        raise RuntimeError(f"{cmd[0]} exited {status}: {out[-500:]}")
+    return out, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, wall
+
+
+def hammer(url, threads, duration, cpus, rate=None, conns=None):
+    cmd = ["hammer", "attack", url, "-w", str(threads), "-d", f"{duration}s", "--format", "json", "-q"]
+    if rate:
+        cmd += ["-r", str(int(rate))]
+    if conns:
+        cmd += ["-c", str(conns)]
+    out, cpu, rss, _ = measure(cmd, cpus)
+    v = json.loads(out)
+    return {
+        "achieved": v["achieved_rate"],
+        "requests": v["requests"],
+        "p99_ms": v["latency_ms"]["p99"],
+        "lag_p99_ms": v["schedule_lag_ms"]["p99"],
+        "opened": v.get("connections", {}).get("opened"),
+        "peak_open": v.get("connections", {}).get("peak_open"),
+        "cpu_s": cpu,
+        "rss_mib": rss,
+    }
+
+
+def wrk(url, threads, duration, cpus, conns):
+    out, cpu, rss, _ = measure(["wrk", "-t", str(threads), "-c", str(conns), "-d", f"{duration}s", url], cpus)
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    return {"achieved": rps, "requests": total, "cpu_s": cpu, "rss_mib": rss}
+
+
+def oha(url, duration, cpus, conns, rate=None):
+    cmd = ["oha", url, "-z", f"{duration}s", "-c", str(conns), "--no-tui", "--output-format", "json"]
+    if rate:
+        cmd += ["-q", str(int(rate)), "--latency-correction"]
+    out, cpu, rss, wall = measure(cmd, cpus)
+    v = json.loads(out)
+    rps = v["summary"]["requestsPerSec"]
+    p99 = (v["latencyPercentiles"].get("p99") or 0) * 1000
+    return {"achieved": rps, "requests": round(rps * v["summary"]["total"]), "p99_ms": p99, "cpu_s": cpu, "rss_mib": rss}
+
+
+def per_cpu_s(r):
+    return r["requests"] / r["cpu_s"] if r["cpu_s"] > 0 else 0.0
+
+
+def sustains(r, rate, p99_ms, lag_ms=None):
+    ok = abs(r["achieved"] - rate) <= 0.005 * rate and r["p99_ms"] < p99_ms
+    return ok and (lag_ms is None or r["lag_p99_ms"] < lag_ms)
+
+
+def bisect(probe, lo, hi, steps):
+    """Highest rate in [lo, hi] for which probe(rate) passes (None if lo fails)."""
+    passed, best = probe(lo)
+    if not passed:
+        return None, best
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        ok, r = probe(mid)
+        if ok:
+            lo, best = mid, r
+        else:
+            hi = mid
+    return lo, best
+
+
+def open_loop(args):
+    """One nginx worker on core 0, each generator on core 1, one thread."""
+    nginx = Nginx(1)
+    rows = {name: [] for name in ("hammer (default flags)", "hammer -c 50", "oha -c 50 --latency-correction")}
+    try:
+        for round_ in range(args.rounds):
+            for name in rows:
+                def probe(rate, name=name):
+                    if name.startswith("oha"):
+                        r = oha(nginx.url, args.duration, "1", 50, rate)
+                    else:
+                        conns = 50 if "-c 50" in name else None
+                        r = hammer(nginx.url, 1, args.duration, "1", rate, conns)
+                    ok = sustains(r, rate, args.p99_ms)
+                    print(f"  round {round_ + 1} {name:32} {rate:>9.0f}/s  achieved {r['achieved']:>9.0f}"
+                          f"  p99 {r['p99_ms']:7.2f} ms" + (f"  lag p99 {r['lag_p99_ms']:7.2f} ms" if "lag_p99_ms" in r else "")
+                          + ("" if r.get("opened") is None else f"  conns {r['opened']}/{r['peak_open']}")
+                          + ("  ok" if ok else "  FAIL"), flush=True)
+                    return ok, r
+                rate, best = bisect(probe, args.low, args.high, args.steps)
+                rows[name].append((rate, best))
+    finally:
+        nginx.stop()
+    print(f"\nHighest rate with latency p99 < {args.p99_ms} ms and achieved within 0.5% "
+          f"(nginx 1 worker on core 0, generator on core 1, {args.duration} s runs, median of {args.rounds}):")
+    print(f"  {'generator':34}{'rate/s':>10}{'p99 ms':>9}{'lag p99':>9}{'opened':>8}{'peak':>6}   rounds")
+    for name, got in rows.items():
+        rates = [r for r, _ in got if r is not None]
+        med = statistics.median(rates) if rates else None
+        best = next((b for r, b in got if r == med), None) if med else None
+        lag = f"{best['lag_p99_ms']:9.2f}" if best and "lag_p99_ms" in best else f"{'':>9}"
+        conn = f"{best['opened']:>8}{best['peak_open']:>6}" if best and best.get("opened") is not None else f"{'':>14}"
+        shown = f"{med:10.0f}" if med else f"{'none':>10}"
+        p99 = f"{best['p99_ms']:9.2f}" if best else f"{'':>9}"
+        print(f"  {name:34}{shown}{p99}{lag}{conn}   " + ", ".join("none" if r is None else f"{r:.0f}" for r, _ in got))
+
+
+def scale(args):
+    """nginx with W workers on cores 0..W-1; generators on cores W.. with 1, 2, 4, ... threads."""
+    ncpu = os.cpu_count()
+    half = ncpu // 2
+    nginx = Nginx(half)
+    threads = [t for t in (1, 2, 4, 8, 16, 32) if t <= half]
+    print(f"nginx: {half} workers on cores 0-{half - 1}; generators on cores {half}..; {args.duration} s runs\n")
+    print(f"  {'threads':>7} {'generator':22}{'req/s':>11}{'req/CPU-s':>11}{'RSS MiB':>9}{'p99 ms':>9}{'lag p99':>9}")
+    try:
+        for t in threads:
+            cpus = cores(half, t)
+            conns = 50 * t
+            runs = [
+                ("hammer -c %d" % conns, hammer(nginx.url, t, args.duration, cpus, conns=conns)),
+                ("wrk -c %d" % conns, wrk(nginx.url, t, args.duration, cpus, conns)),
+                ("oha -c %d" % conns, oha(nginx.url, args.duration, cpus, conns)),
+            ]
+            closed = runs[0][1]["achieved"]
+            for name, r in runs:
+                print(f"  {t:>7} {name:22}{r['achieved']:>11.0f}{per_cpu_s(r):>11.0f}{r['rss_mib']:>9.1f}", flush=True)
+            hammer_cpu = per_cpu_s(runs[0][1])
+            for peer, r in runs[1:]:
+                print(f"  {'':>7} hammer/{peer.split()[0]} req per CPU-s: {hammer_cpu / max(per_cpu_s(r), 1):.2f}x")
+            # The open loop at fractions of the closed loop's rate, and the issue's 100k/thread.
+            for rate in sorted({round(closed * f, -3) for f in args.fractions} | {100_000 * t}):
+                r = hammer(nginx.url, t, args.duration, cpus, rate=rate)
+                ok = sustains(r, rate, float("inf"), lag_ms=1.0)
+                print(f"  {t:>7} {'hammer -r %d' % rate:22}{r['achieved']:>11.0f}{per_cpu_s(r):>11.0f}{r['rss_mib']:>9.1f}"
+                      f"{r['p99_ms']:>9.2f}{r['lag_p99_ms']:>9.2f}  conns {r['opened']}/{r['peak_open']}" + ("  ok" if ok else "  FAIL"), flush=True)
+                if shutil.which("oha") and args.oha_open:
+                    o = oha(nginx.url, args.duration, cpus, conns, rate)
+                    print(f"  {t:>7} {'oha -q %d' % rate:22}{o['achieved']:>11.0f}{per_cpu_s(o):>11.0f}{o['rss_mib']:>9.1f}{o['p99_ms']:>9.2f}", flush=True)
+    finally:
+        nginx.stop()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="what", required=True)
+    o = sub.add_parser("open-loop")
+    o.add_argument("--duration", type=int, default=4)
+    o.add_argument("--rounds", type=int, default=3)
+    o.add_argument("--low", type=float, default=10_000)
+    o.add_argument("--high", type=float, default=160_000)
+    o.add_argument("--steps", type=int, default=5)
+    o.add_argument("--p99-ms", type=float, default=2.0)
+    s = sub.add_parser("scale")
+    s.add_argument("--duration", type=int, default=5)
+    s.add_argument("--fractions", type=float, nargs="+", default=[0.5, 0.8])
+    s.add_argument("--oha-open", action="store_true", help="also run oha -q at each open-loop rate")
+    args = ap.parse_args()
+    for tool in ("hammer", "nginx", "taskset"):
+        if not shutil.which(tool):
+            sys.exit(f"{tool} is not on PATH")
+    {"open-loop": open_loop, "scale": scale}[args.what](args)
+
+
+if __name__ == "__main__":
+    main()
