@@ -199,7 +199,7 @@ def scale(args):
     ncpu = os.cpu_count()
     half = ncpu // 2
     nginx = Nginx(half)
-    threads = [t for t in (1, 2, 4, 8, 16, 32) if t <= half]
+    threads = args.threads or [t for t in (1, 2, 4, 8, 16, 32) if t <= half]
     print(f"nginx: {half} workers on cores 0-{half - 1}; generators on cores {half}..; {args.duration} s runs\n")
     print(f"  {'threads':>7} {'generator':22}{'req/s':>11}{'req/CPU-s':>11}{'RSS MiB':>9}{'p99 ms':>9}{'lag p99':>9}")
     try:
@@ -244,6 +244,7 @@ def main():
     s.add_argument("--duration", type=int, default=5)
     s.add_argument("--fractions", type=float, nargs="+", default=[0.5, 0.8])
     s.add_argument("--oha-open", action="store_true", help="also run oha -q at each open-loop rate")
+    s.add_argument("--threads", type=int, nargs="+", help="thread counts (default 1, 2, 4, ... up to half the cores)")
     args = ap.parse_args()
     for tool in ("hammer", "nginx", "taskset"):
         if not shutil.which(tool):

@@ -13,16 +13,19 @@
 //! pool is below its size, [`FIRST_POOL`] at first; beyond that it waits in
 //! the pacer (and fails as a timeout if none frees up within `--timeout`).
 //! The size grows by half, every sweep, while the pool is what holds the
-//! worker back: for two sweeps in a row the worker spent most of its time
-//! waiting in poll with a due request and no free connection, while
+//! worker back: for two sweeps in a row, most of the time the worker waited
+//! in poll it waited with a due request and no free connection, while
 //! responses kept coming. That is the one case more connections help. A
 //! target that stalls sends no responses while the worker waits, and a
 //! worker that is behind by itself does not wait: neither grows the pool,
 //! since more connections would only add connects to a server already
 //! behind, or work to a worker already busy — the churn that feeds a storm.
-//! A target that does not keep connections alive needs one per request,
-//! and gets them. `-c`
-//! caps it all.
+//! Nor does it grow past what Little's law allows ([`HEADROOM`]), nor for
+//! [`HOLD`] after the target refused, reset or closed a connection it had
+//! not answered on, or after a growth that brought no more responses (the
+//! target, not the pool, is the limit). A target that does not keep
+//! connections alive needs one per request, and gets them. `-c` caps it
+//! all.
 
 use std::io;
 use std::net::SocketAddr;
@@ -49,9 +52,22 @@ const MAX_BATCH: usize = 1024;
 const SCRATCH: usize = 64 * 1024;
 /// Open loop: the pool's size until the first response is measured.
 const FIRST_POOL: usize = 4;
-/// Open loop: the pool grows when the worker spent more than this share of
-/// two sweeps in a row waiting for a connection while responses came in.
+/// Open loop: the pool grows when, for two sweeps in a row, more than this
+/// share of the worker's waiting in poll was for a connection while
+/// responses came in ...
 const STARVED: f64 = 0.5;
+/// ... and it waited in poll at all for this share of the sweep (a worker
+/// busier than that is behind by itself: connections would not help it).
+const MIN_IDLE: f64 = 0.2;
+/// Open loop: the pool never grows past Little's law with this headroom:
+/// `HEADROOM` × the worker's planned rate × the median service time of
+/// the last [`RECENT`] responses, plus [`FIRST_POOL`].
+const HEADROOM: f64 = 8.0;
+/// Open loop: how many responses the median service time is taken over.
+const RECENT: usize = 64;
+/// Open loop: how long the pool does not grow after the target turned a
+/// new connection away.
+const HOLD: Duration = Duration::from_secs(1);
 
 /// What one worker needs to know.
 #[derive(Clone)]
@@ -116,8 +132,24 @@ struct Worker<P> {
     /// Time spent waiting in poll for a connection, while responses came
     /// in, since the pool was last sized.
     starved: Duration,
+    /// Time spent waiting in poll, for anything, since then.
+    polled: Duration,
     /// Whether the last sweep found the worker starved.
     was_starved: bool,
+    /// Open loop: no growth before this (see [`HOLD`]).
+    hold_until: Option<Instant>,
+    /// Responses completed this sweep, and in the one before (over its span, s).
+    answers: u64,
+    answers_before: u64,
+    span_before: f64,
+    /// The response rate when the pool last grew.
+    grown_at: Option<f64>,
+    /// Open loop: the mean gap between this worker's intended send times (s).
+    gap_s: f64,
+    last_intended: Option<Instant>,
+    /// Service times of the last [`RECENT`] responses (µs), a ring.
+    recent: Vec<u32>,
+    recent_next: usize,
     last_sized: Instant,
     last_done: Instant,
 }
@@ -154,7 +186,17 @@ pub fn run<P: Pacer>(
         pool_target: FIRST_POOL,
         blocked: false,
         starved: Duration::ZERO,
+        polled: Duration::ZERO,
         was_starved: false,
+        hold_until: None,
+        answers: 0,
+        answers_before: 0,
+        span_before: 0.0,
+        grown_at: None,
+        gap_s: 0.0,
+        last_intended: None,
+        recent: Vec::with_capacity(RECENT),
+        recent_next: 0,
         last_sized: Instant::now(),
     };
     let send_stop = w.run_loop(shared, stop)?;
@@ -223,8 +265,10 @@ impl<P: Pacer> Worker<P> {
             let polled = self
                 .poll
                 .poll(&mut events, Some(wake.saturating_duration_since(before)));
+            let waited = before.elapsed();
+            self.polled += waited;
             if self.blocked && events.iter().any(|ev| ev.token() != TIMER) {
-                self.starved += before.elapsed();
+                self.starved += waited;
             }
             match polled {
                 Ok(()) => {}
@@ -353,6 +397,11 @@ impl<P: Pacer> Worker<P> {
     }
 
     fn start_request(&mut self, slot: usize, intended: Instant, sent: Instant) {
+        if let Some(last) = self.last_intended.replace(intended) {
+            // An average over the last ~64 gaps: the plan's rate, per worker.
+            let gap = intended.saturating_duration_since(last).as_secs_f64();
+            self.gap_s += (gap - self.gap_s) / 64.0;
+        }
         let req = self.next_request;
         self.next_request = (req + 1) % self.cfg.requests.len();
         self.busy += 1;
@@ -420,6 +469,15 @@ impl<P: Pacer> Worker<P> {
                 if let Some(f) = conn.finish() {
                     self.busy -= 1;
                     self.last_done = now;
+                    self.answers += 1;
+                    let service = now.saturating_duration_since(f.sent).as_micros();
+                    let service = u32::try_from(service).unwrap_or(u32::MAX);
+                    if self.recent.len() < RECENT {
+                        self.recent.push(service);
+                    } else {
+                        self.recent[self.recent_next] = service;
+                        self.recent_next = (self.recent_next + 1) % RECENT;
+                    }
                     self.interval.record_response(
                         done.status,
                         now.saturating_duration_since(f.intended),
@@ -448,6 +506,11 @@ impl<P: Pacer> Worker<P> {
         if keep {
             self.idle.push((slot, self.conns[slot].generation));
         } else {
+            if !self.conns[slot].answered && self.paced_growth {
+                // Turned away: the target is at its limit of connections.
+                self.pool_target = self.pool_target.min(self.conns.len()).max(1);
+                self.hold_until = Some(Instant::now() + HOLD);
+            }
             let generation = self.conns[slot].generation;
             self.idle.retain(|&(s, g)| (s, g) != (slot, generation));
             // Closing the socket also removes it from the poll: no deregister call.
@@ -489,13 +552,43 @@ impl<P: Pacer> Worker<P> {
 
     /// Grows the pool when it is what holds the worker back (module doc).
     fn size_pool(&mut self, now: Instant) {
-        let span = now.saturating_duration_since(self.last_sized);
-        let starved = self.starved.as_secs_f64() > STARVED * span.as_secs_f64();
-        if starved && self.was_starved {
-            let size = self.pool_target.max(self.conns.len());
-            self.pool_target = size + (size / 2).max(1);
+        let span = now.saturating_duration_since(self.last_sized).as_secs_f64();
+        let (starved, polled) = (self.starved.as_secs_f64(), self.polled.as_secs_f64());
+        let starved = polled > MIN_IDLE * span && starved > STARVED * polled;
+        // Responses per second over this sweep and the last.
+        let rate =
+            (self.answers + self.answers_before) as f64 / (span + self.span_before).max(1e-9);
+        (self.answers_before, self.span_before) = (std::mem::take(&mut self.answers), span);
+        (self.starved, self.polled) = (Duration::ZERO, Duration::ZERO);
+        self.last_sized = now;
+        let held = self.hold_until.is_some_and(|t| now < t);
+        if !(starved && self.was_starved && !held) {
+            self.was_starved = starved;
+            return;
         }
-        (self.starved, self.was_starved, self.last_sized) = (Duration::ZERO, starved, now);
+        self.was_starved = false;
+        if self.grown_at.is_some_and(|before| rate < before * 1.05) {
+            // The last growth brought no more responses: the target, not
+            // the pool, is the limit.
+            (self.hold_until, self.grown_at) = (Some(now + HOLD), None);
+            return;
+        }
+        let size = self.pool_target.max(self.conns.len());
+        self.pool_target = (size + (size / 2).max(1)).min(self.little_bound());
+        self.grown_at = Some(rate);
+    }
+
+    /// The most connections Little's law allows the pool (see [`HEADROOM`]).
+    fn little_bound(&self) -> usize {
+        if self.recent.is_empty() || self.gap_s <= 0.0 {
+            return FIRST_POOL;
+        }
+        let mut sorted = [0u32; RECENT];
+        let sorted = &mut sorted[..self.recent.len()];
+        sorted.copy_from_slice(&self.recent);
+        let mid = sorted.len() / 2;
+        let median_s = f64::from(*sorted.select_nth_unstable(mid).1) / 1e6;
+        (HEADROOM * median_s / self.gap_s).ceil() as usize + FIRST_POOL
     }
 
     fn flush(&mut self, shared: &Mutex<Recorder>) {
