@@ -8,17 +8,17 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use super::progress::{Goal, Progress};
 use anyhow::{Context, Result};
-use hammer::engine::request::{parse_url, prepare, Loaded};
-use hammer::engine::{Config, Mode, Outcome, Run};
-use hammer::limits;
-use hammer::report::progress::{Goal, Progress};
-use hammer::report::text;
 use hammer_core::pacer::{Arrivals, Limit, Share};
 use hammer_core::plan::RatePlan;
 use hammer_core::result::RunResult;
 use hammer_core::slo::Slo;
 use hammer_core::targets::{parse_header, parse_targets, Target};
+use hammer_engine::limits;
+use hammer_engine::request::{parse_url, prepare, Loaded};
+use hammer_engine::{Config, Mode, Outcome, Run};
+use hammer_lab::text;
 use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
 use hdrhistogram::serialization::V2DeflateSerializer;
 

@@ -12,13 +12,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
-use hammer::engine::request::{prepare, Loaded};
-use hammer::lab::step::{Load, Tick};
-use hammer::lab::{self, html, summary, LabReport, Machine, Observer, StepRecord, TargetSpec};
-use hammer::limits;
 use hammer_core::capacity::Verdict;
 use hammer_core::slo::Slo;
 use hammer_core::targets::{parse_header, Target};
+use hammer_engine::limits;
+use hammer_engine::request::{prepare, Loaded};
+use hammer_lab::step::{Load, Tick};
+use hammer_lab::{html, summary, LabReport, Machine, Observer, StepRecord, TargetSpec};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::{bad_input, print_stdout, Exit};
@@ -54,7 +54,8 @@ pub fn run(args: LabArgs) -> Result<Exit> {
     for spec in &specs {
         // Started one at a time, so two built-in targets never share the CPU.
         let (target, _service) = spec.start(&args, connections)?;
-        let found = lab::run_target(&target, &settings, &args.out, &stop, deadline, &mut display)?;
+        let found =
+            hammer_lab::run_target(&target, &settings, &args.out, &stop, deadline, &mut display)?;
         report.targets.push(found);
         if stop.load(Ordering::SeqCst) {
             break;
@@ -92,7 +93,7 @@ fn percent(text: &str, flag: &str) -> Result<f64> {
         .ok_or_else(|| bad_input(format!("bad {flag} {text:?}: use a percentage like 5%")))
 }
 
-fn settings(args: &LabArgs) -> Result<lab::Settings> {
+fn settings(args: &LabArgs) -> Result<hammer_lab::Settings> {
     let slo = Slo::parse(&args.slo).map_err(|e| bad_input(e.to_string()))?;
     let precision = percent(&args.precision, "--precision")?;
     if precision < 0.01 {
@@ -125,7 +126,7 @@ fn settings(args: &LabArgs) -> Result<lab::Settings> {
         (true, false) => Some(1_000.0),
         _ => None,
     });
-    Ok(lab::Settings {
+    Ok(hammer_lab::Settings {
         slo_text: args.slo.clone(),
         slo,
         max_error_rate: percent(&args.max_error_rate, "--max-error-rate")?,
@@ -142,7 +143,7 @@ fn settings(args: &LabArgs) -> Result<lab::Settings> {
     })
 }
 
-fn rationale(args: &LabArgs, settings: &lab::Settings) -> Option<String> {
+fn rationale(args: &LabArgs, settings: &hammer_lab::Settings) -> Option<String> {
     if args.target.is_some() || args.compare.iter().any(|c| c.starts_with("http")) {
         return None;
     }
@@ -305,7 +306,7 @@ impl Spec {
 
 /// The version a hammer-diag (or Uptime-style) service reports at `/info`.
 fn info_version(origin: &str) -> Option<String> {
-    let body = hammer::lab::profile::get(&format!("{origin}/info"), Duration::from_secs(2)).ok()?;
+    let body = hammer_lab::profile::get(&format!("{origin}/info"), Duration::from_secs(2)).ok()?;
     let info: serde_json::Value = serde_json::from_slice(&body).ok()?;
     info["version"].as_str().map(String::from)
 }
@@ -370,7 +371,7 @@ fn probe(spec: &TargetSpec, args: &LabArgs, builtin_db: bool) -> Result<()> {
             workers: 1,
             ..spec.load.clone()
         };
-        let (r, _) = hammer::lab::step::run_step(
+        let (r, _) = hammer_lab::step::run_step(
             &load,
             5.0,
             Duration::ZERO,

@@ -3,6 +3,7 @@
 
 pub mod attack;
 pub mod lab;
+mod progress;
 pub mod report;
 
 use std::fmt;

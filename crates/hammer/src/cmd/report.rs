@@ -7,8 +7,8 @@ use hammer_core::result::RunResult;
 
 use super::{bad_input, parse_slo, print_stdout, Exit};
 use crate::cli::{Format, ReportArgs};
-use hammer::lab::{summary, LabReport};
-use hammer::report::text;
+use hammer_lab::text;
+use hammer_lab::{summary, LabReport};
 
 /// Runs `hammer report`.
 pub fn run(args: ReportArgs) -> Result<Exit> {

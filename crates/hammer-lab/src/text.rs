@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use hammer_core::result::{Percentiles, RunResult, GENERATOR_LIMIT_MS};
 use hdrhistogram::Histogram;
 
-use super::{fmt_bytes, fmt_ms};
+use crate::format::{fmt_bytes, fmt_ms};
 
 /// Rows in the latency bar chart.
 const BARS: usize = 8;

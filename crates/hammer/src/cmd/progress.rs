@@ -8,7 +8,7 @@ use hammer_core::recorder::Recorder;
 use hammer_core::result::quantile_ms;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::fmt_ms;
+use hammer_lab::format::fmt_ms;
 
 /// What the bar counts towards.
 pub enum Goal {

@@ -1,12 +1,53 @@
-//! Provides the load engine: worker threads that send HTTP/1.1 requests on
-//! a schedule and measure them.
+//! The load engine of hammer: worker threads that send HTTP/1.1 requests on
+//! a schedule and measure them, with no async runtime.
 //!
 //! [`Run::start`] splits the plan and the connection cap across workers
-//! (one poll loop per thread), hands out merged interval measurements while
-//! they run ([`Run::take_interval`]), and joins them into one
-//! [`Outcome`]. Reports and the CLI live elsewhere.
+//! (one poll loop per thread, generic over the pacer), hands out merged
+//! interval measurements while they run ([`Run::take_interval`]), and joins
+//! them into one [`Outcome`]. Requests are prepared once ([`request`]);
+//! the hot path copies bytes and parses response heads ([`response`]).
+//! Pacing, recording and the result model are `hammer_core`'s; reports and
+//! the CLI live in `hammer-lab` and `hammer`.
+//!
+//! ```no_run
+//! use std::sync::{atomic::AtomicBool, Arc};
+//! use std::time::Duration;
+//! use hammer_core::pacer::{Arrivals, Limit, Share};
+//! use hammer_core::plan::RatePlan;
+//! use hammer_core::targets::Target;
+//! use hammer_engine::request::{prepare, Loaded};
+//! use hammer_engine::{Config, Mode, Run};
+//!
+//! let target = Target {
+//!     method: "GET".into(),
+//!     url: "http://127.0.0.1:8080/".into(),
+//!     headers: vec![],
+//!     body: None,
+//! };
+//! let (origin, requests) = prepare(&[Loaded { target, body: vec![] }], true).unwrap();
+//! let window = Duration::from_secs(5);
+//! let config = Config {
+//!     addr: origin.addr,
+//!     requests,
+//!     // 1,000 requests/s, evenly spaced, for 5 s.
+//!     mode: Mode::Open {
+//!         plan: RatePlan::constant(1000.0, Some(window)).unwrap(),
+//!         arrivals: Arrivals::Even,
+//!     },
+//!     limit: Limit { requests: None, window: Some(window) },
+//!     connections: 10_000,
+//!     workers: 1,
+//!     timeout: Duration::from_secs(10),
+//!     connect_timeout: Duration::from_secs(3),
+//!     keepalive: true,
+//!     shard: Share::ALL,
+//! };
+//! let outcome = Run::start(config, Arc::new(AtomicBool::new(false))).unwrap().join().unwrap();
+//! println!("{} requests, {} connections", outcome.recorder.completed(), outcome.connections.opened);
+//! ```
 
 mod conn;
+pub mod limits;
 pub mod request;
 pub mod response;
 mod timer;

@@ -11,8 +11,8 @@ use hammer_core::recorder::Recorder;
 use hammer_core::result::{quantile_ms, RunResult};
 use serde::{Deserialize, Serialize};
 
-use crate::engine::request::Prepared;
-use crate::engine::{Config, Mode, Run};
+use hammer_engine::request::Prepared;
+use hammer_engine::{Config, Mode, Run};
 
 /// One second of a measured step.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -10,10 +10,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hammer::engine::request::{prepare, Loaded};
-use hammer::engine::{Config, Mode, Run};
 use hammer_core::pacer::{Limit, Share};
 use hammer_core::targets::Target;
+use hammer_engine::request::{prepare, Loaded};
+use hammer_engine::{Config, Mode, Run};
 
 struct Counting;
 

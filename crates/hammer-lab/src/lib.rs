@@ -4,12 +4,16 @@
 //! a CPU profile and trace from the diagnostics listener at the knee, a
 //! USL fit and an N+1 plan. The result is a [`LabReport`], written as
 //! `report.json` and rendered by [`html`] and [`summary`]. Starting the
-//! targets and the terminal display are the CLI's job.
+//! targets and the terminal display are the CLI's job; so is the text
+//! report of one run ([`text`]), which `hammer attack` and `hammer report`
+//! print.
 
+pub mod format;
 pub mod html;
 pub mod profile;
 pub mod step;
 pub mod summary;
+pub mod text;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,9 +1,5 @@
-//! Provides what a person or a program reads after (and during) a run: the
-//! text summary, the live progress line and the HdrHistogram interval log.
-//! The JSON result itself is `hammer_core::result::RunResult`.
-
-pub mod progress;
-pub mod text;
+//! Provides the number formats every report shares: milliseconds and byte
+//! counts as a person reads them.
 
 /// Formats milliseconds with precision that suits their size.
 pub fn fmt_ms(ms: f64) -> String {
