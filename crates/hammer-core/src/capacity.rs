@@ -7,11 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::result::RunResult;
+use crate::result::{RunResult, GENERATOR_LIMIT_MS};
 use crate::slo::Slo;
-
-/// Schedule lag p99 beyond which the generator grades itself as the limit.
-pub const LAG_LIMIT_MS: f64 = 1.0;
 
 /// What one step says about the target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,6 +23,17 @@ pub enum Verdict {
     GeneratorLimited,
 }
 
+impl Verdict {
+    /// The word every report uses for it.
+    pub fn word(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Fail => "FAIL",
+            Verdict::GeneratorLimited => "hammer-limited",
+        }
+    }
+}
+
 /// The verdict on a step and the reason, in words.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Judgement {
@@ -33,16 +41,26 @@ pub struct Judgement {
     pub verdict: Verdict,
     /// Why, e.g. "p99 83.7 ms > 60 ms".
     pub reason: String,
-    /// The generator's schedule lag p99 exceeded [`LAG_LIMIT_MS`] (a passing
+    /// The generator's schedule lag p99 exceeded [`GENERATOR_LIMIT_MS`] (a passing
     /// step may carry this flag too: its latency is, if anything, overstated).
     pub generator_lagged: bool,
+}
+
+impl Judgement {
+    /// The verdict and, unless it passed, why: "FAIL: p99 83.7 ms > 60 ms".
+    pub fn describe(&self) -> String {
+        match self.verdict {
+            Verdict::Pass => self.verdict.word().into(),
+            v => format!("{}: {}", v.word(), self.reason),
+        }
+    }
 }
 
 /// Judges one step: the SLO's checks, then the error rate against
 /// `max_error_rate` (a fraction), then whether hammer itself lagged.
 pub fn judge(result: &RunResult, slo: &Slo, max_error_rate: f64) -> Judgement {
     let lag = result.schedule_lag_ms.p99;
-    let generator_lagged = lag > LAG_LIMIT_MS;
+    let generator_lagged = lag > GENERATOR_LIMIT_MS;
     let mut broken: Vec<String> = match slo.evaluate(result) {
         Ok(report) => report
             .checks
@@ -197,11 +215,6 @@ impl Search {
             rate,
             first_failing: self.lowest_fail,
         })
-    }
-
-    /// The relative precision asked for.
-    pub fn precision(&self) -> f64 {
-        self.precision
     }
 }
 

@@ -83,6 +83,18 @@ impl Percentiles {
 /// Schedule lag p99 above this means the generator, not the target, limited the run.
 pub const GENERATOR_LIMIT_MS: f64 = 1.0;
 
+/// What a hammer JSON file holds, its first field, so a reader tells a
+/// run's result from a lab's report without guessing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// A [`RunResult`] (`hammer attack -o`, `--format json`, `hammer report`).
+    #[default]
+    Run,
+    /// A `hammer lab` report.json.
+    Lab,
+}
+
 /// What a run did with connections.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Connections {
@@ -95,6 +107,9 @@ pub struct Connections {
 /// The full result of a run, with stable field names.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunResult {
+    /// Always [`Kind::Run`] (absent in files from before it existed).
+    #[serde(default)]
+    pub kind: Kind,
     /// `"open"` (paced by rate) or `"closed"` (N connections, one request each).
     pub mode: String,
     /// Planned mean rate in requests/s (open loop only).
@@ -119,7 +134,8 @@ pub struct RunResult {
     pub service_time_ms: Percentiles,
     /// Actual − intended send time.
     pub schedule_lag_ms: Percentiles,
-    /// True when schedule lag p99 exceeded 1 ms: the generator was the limit.
+    /// True when schedule lag p99 exceeded [`GENERATOR_LIMIT_MS`]: the
+    /// generator was the limit.
     pub generator_limited: bool,
     /// Connections opened, and the most open at once.
     #[serde(default)]
@@ -168,6 +184,7 @@ impl RunResult {
         let duration_s = window.as_secs_f64();
         let lag = Percentiles::of(rec.schedule_lag());
         Self {
+            kind: Kind::Run,
             mode: if target_rate.is_some() {
                 "open"
             } else {
@@ -283,6 +300,7 @@ impl RunResult {
             errors.entry(kind.name().into()).or_default();
         }
         Ok(RunResult {
+            kind: Kind::Run,
             mode: first.mode.clone(),
             target_rate: target,
             achieved_rate: achieved,

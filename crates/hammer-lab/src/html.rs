@@ -117,16 +117,15 @@ fn target(h: &mut String, t: &TargetReport, dir: &Path) -> Result<()> {
     h.push_str("<table><tr><th>#</th><th>offered req/s</th><th>achieved</th><th>p50 ms</th><th>p90 ms</th><th>p99 ms</th><th>max ms</th><th>failed</th><th>hammer lag p99 ms</th><th>verdict</th></tr>");
     for (i, s) in t.steps.iter().enumerate() {
         let r = &s.result;
-        let verdict = match s.judgement.verdict {
-            Verdict::Pass => "<span class=pass>pass</span>".to_string(),
-            Verdict::Fail => format!("<span class=fail>fail</span> {}", esc(&s.judgement.reason)),
-            Verdict::GeneratorLimited => {
-                format!(
-                    "<span class=warn>hammer-limited</span> {}",
-                    esc(&s.judgement.reason)
-                )
-            }
+        let (class, reason) = match s.judgement.verdict {
+            Verdict::Pass => ("pass", String::new()),
+            Verdict::Fail => ("fail", esc(&s.judgement.reason)),
+            Verdict::GeneratorLimited => ("warn", esc(&s.judgement.reason)),
         };
+        let verdict = format!(
+            "<span class={class}>{}</span> {reason}",
+            s.judgement.verdict.word()
+        );
         let _ = write!(
             h,
             "<tr><td>{}</td><td>{}</td><td>{:.1}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{}</td><td>{:.3}</td><td>{verdict}{}</td></tr>",

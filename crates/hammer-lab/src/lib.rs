@@ -24,7 +24,7 @@ use anyhow::{Context, Result};
 use hammer_core::capacity::{
     instances_needed, judge, Capacity, Judgement, Search, Stop, Usl, Verdict,
 };
-use hammer_core::result::RunResult;
+use hammer_core::result::{Kind, RunResult, GENERATOR_LIMIT_MS};
 use hammer_core::slo::Slo;
 use serde::{Deserialize, Serialize};
 
@@ -192,6 +192,8 @@ impl Machine {
 /// The whole lab: `report.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LabReport {
+    /// Always [`Kind::Lab`].
+    pub kind: Kind,
     /// Unix seconds at the start.
     pub started_unix: f64,
     /// Wall time taken, s.
@@ -307,9 +309,10 @@ pub fn run_target(
 fn conclude(report: &mut TargetReport, settings: &Settings) {
     if report.stopped == Some(Stop::GeneratorLimited) {
         report.notes.push(
-            "hammer could not keep its own schedule (lag p99 > 1 ms): the capacity found is a lower bound; \
-             run the generator on another machine or with --shard"
-                .into(),
+            format!(
+                "hammer could not keep its own schedule (lag p99 > {GENERATOR_LIMIT_MS} ms): the capacity \
+                 found is a lower bound; run the generator on another machine or with --shard"
+            ),
         );
     }
     if report
@@ -317,9 +320,10 @@ fn conclude(report: &mut TargetReport, settings: &Settings) {
         .iter()
         .any(|s| s.judgement.generator_lagged && s.judgement.verdict == Verdict::Pass)
     {
-        report.notes.push(
-            "some passing steps had hammer lagging its schedule by > 1 ms p99 (their latency is, if anything, overstated)".into(),
-        );
+        report.notes.push(format!(
+            "some passing steps had hammer lagging its schedule by > {GENERATOR_LIMIT_MS} ms p99 \
+                 (their latency is, if anything, overstated)"
+        ));
     }
     report.usl = Usl::fit(&usl_points(&report.steps));
     report.plan = match (settings.expected_load, report.capacity) {

@@ -36,11 +36,7 @@ fn target(out: &mut String, t: &TargetReport) {
         "rate/s", "achieved", "p50 ms", "p99 ms", "errors"
     );
     for s in &t.steps {
-        let verdict = match s.judgement.verdict {
-            Verdict::Pass => "pass".to_string(),
-            Verdict::Fail => format!("FAIL: {}", s.judgement.reason),
-            Verdict::GeneratorLimited => format!("hammer-limited: {}", s.judgement.reason),
-        };
+        let verdict = s.judgement.describe();
         let _ = writeln!(
             out,
             "  {:>9} {:>10.1} {:>9.2} {:>9.2} {:>8}  {verdict}{}",

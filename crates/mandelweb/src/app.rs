@@ -129,10 +129,16 @@ async fn serve(args: Args) -> Result<()> {
         ),
         None => None,
     };
-    println!("listening on http://{}/", public.local_addr()?);
-    if let Some(d) = &diag {
-        println!("diagnostics on http://{}/", d.local_addr()?);
-    }
+    // Readiness, as one JSON line a supervisor parses (hammer lab does).
+    let diagnostics = match &diag {
+        Some(d) => Some(format!("http://{}/", d.local_addr()?)),
+        None => None,
+    };
+    let ready = serde_json::json!({
+        "listening": format!("http://{}/", public.local_addr()?),
+        "diagnostics": diagnostics,
+    });
+    println!("{ready}");
     tracing::info!(
         version = VERSION,
         pool_size = args.pool_size,

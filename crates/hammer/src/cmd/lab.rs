@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
-use hammer_core::capacity::Verdict;
+use hammer_core::result::Kind;
 use hammer_core::slo::Slo;
 use hammer_core::targets::{parse_header, Target};
 use hammer_engine::limits;
@@ -42,6 +42,7 @@ pub fn run(args: LabArgs) -> Result<Exit> {
     let specs = target_specs(&args)?;
     let mut display = Display::new(args.quiet);
     let mut report = LabReport {
+        kind: Kind::Lab,
         started_unix: SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64()),
@@ -312,6 +313,19 @@ fn info_version(origin: &str) -> Option<String> {
 }
 
 /// Starts `hammer mandelweb ...` and reads the two addresses it prints.
+/// mandelweb's readiness line.
+#[derive(serde::Deserialize)]
+struct Ready {
+    listening: String,
+    diagnostics: String,
+}
+
+fn ready(line: std::io::Result<Option<String>>, log: &Path) -> Result<Ready> {
+    let line =
+        line?.ok_or_else(|| anyhow::anyhow!("mandelweb exited at start; see {}", log.display()))?;
+    serde_json::from_str(&line).with_context(|| format!("mandelweb's readiness line {line:?}"))
+}
+
 fn spawn_mandelweb(
     args: &LabArgs,
     flags: &[String],
@@ -341,18 +355,13 @@ fn spawn_mandelweb(
     let stdout = child.stdout.take().expect("piped");
     let mut service = Service(child);
     let mut lines = BufReader::new(stdout).lines();
-    let mut next = || -> Result<String> {
-        let line = lines
-            .next()
-            .transpose()?
-            .ok_or_else(|| anyhow::anyhow!("mandelweb exited at start; see {}", log.display()))?;
-        Ok(line.rsplit(' ').next().unwrap_or_default().to_string())
-    };
-    let public = next();
-    let diag = next();
-    match (public, diag) {
-        (Ok(p), Ok(d)) => Ok((service, p, d.trim_end_matches('/').to_string())),
-        (Err(e), _) | (_, Err(e)) => {
+    match ready(lines.next().transpose(), log) {
+        Ok(r) => Ok((
+            service,
+            r.listening,
+            r.diagnostics.trim_end_matches('/').to_string(),
+        )),
+        Err(e) => {
             let _ = service.0.kill();
             let _ = service.0.wait();
             let log_text = std::fs::read_to_string(log).unwrap_or_default();
@@ -481,11 +490,7 @@ impl Observer for Display {
     }
 
     fn step_done(&mut self, step: &StepRecord) {
-        let verdict = match step.judgement.verdict {
-            Verdict::Pass => "pass".to_string(),
-            Verdict::Fail => format!("FAIL ({})", step.judgement.reason),
-            Verdict::GeneratorLimited => format!("hammer-limited ({})", step.judgement.reason),
-        };
+        let verdict = step.judgement.describe();
         self.line(&format!(
             "  {:>9} req/s: achieved {:.1}, p99 {:.2} ms, {} failed: {verdict}",
             step.rate, step.result.achieved_rate, step.result.latency_ms.p99, step.result.failed

@@ -3,12 +3,19 @@
 //! the lab's summary again.
 
 use anyhow::{Context, Result};
-use hammer_core::result::RunResult;
+use hammer_core::result::{Kind, RunResult};
 
 use super::{bad_input, parse_slo, print_stdout, Exit};
 use crate::cli::{Format, ReportArgs};
 use hammer_lab::text;
 use hammer_lab::{summary, LabReport};
+
+/// The field that says what a hammer JSON file holds.
+#[derive(serde::Deserialize)]
+struct Head {
+    #[serde(default)]
+    kind: Kind,
+}
 
 /// Runs `hammer report`.
 pub fn run(args: ReportArgs) -> Result<Exit> {
@@ -17,10 +24,21 @@ pub fn run(args: ReportArgs) -> Result<Exit> {
     for path in &args.files {
         let text = std::fs::read_to_string(path)
             .map_err(|e| bad_input(format!("cannot read {}: {e}", path.display())))?;
-        if args.files.len() == 1 && text.contains("\"targets\"") {
-            if let Ok(lab) = serde_json::from_str::<LabReport>(&text) {
-                return lab_report(&lab, &args);
+        let kind = serde_json::from_str::<Head>(&text).map_or(Kind::Run, |h| h.kind);
+        if kind == Kind::Lab {
+            if args.files.len() > 1 {
+                return Err(bad_input(format!(
+                    "{} is a hammer lab report: give it alone (its steps merge with --format json)",
+                    path.display()
+                )));
             }
+            let lab: LabReport = serde_json::from_str(&text).map_err(|e| {
+                bad_input(format!(
+                    "{} is not a hammer lab report: {e}",
+                    path.display()
+                ))
+            })?;
+            return lab_report(&lab, &args);
         }
         let result: RunResult = serde_json::from_str(&text).map_err(|e| {
             bad_input(format!(

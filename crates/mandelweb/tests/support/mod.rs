@@ -30,15 +30,16 @@ pub fn start_with(extra: &[&str]) -> Service {
         .spawn()
         .expect("mandelweb runs");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut addr = || -> SocketAddr {
-        let line = lines.next().expect("an address line").unwrap();
-        let url = line.rsplit(' ').next().unwrap();
+    let line = lines.next().expect("a readiness line").unwrap();
+    let ready: serde_json::Value = serde_json::from_str(&line).expect("readiness is JSON");
+    let addr = |key: &str| -> SocketAddr {
+        let url = ready[key].as_str().expect("an address");
         url.trim_start_matches("http://")
             .trim_end_matches('/')
             .parse()
             .unwrap()
     };
-    let (public, diag) = (addr(), addr());
+    let (public, diag) = (addr("listening"), addr("diagnostics"));
     Service {
         child,
         public,
