@@ -92,6 +92,27 @@ pub struct Recorder {
     bytes_out: u64,
 }
 
+/// What [`Recorder::from_parts`] rebuilds a recorder from.
+#[derive(Debug)]
+pub struct Parts {
+    /// Latency histogram (µs).
+    pub latency: Histogram<u64>,
+    /// Service time histogram (µs).
+    pub service: Histogram<u64>,
+    /// Schedule lag histogram (µs).
+    pub lag: Histogram<u64>,
+    /// Responses by status code.
+    pub status: Vec<(u16, u64)>,
+    /// Failures by kind.
+    pub errors: Vec<(ErrorKind, u64)>,
+    /// Requests sent.
+    pub sent: u64,
+    /// Response bytes received.
+    pub bytes_in: u64,
+    /// Request bytes sent.
+    pub bytes_out: u64,
+}
+
 impl Default for Recorder {
     fn default() -> Self {
         Self::new()
@@ -163,6 +184,25 @@ impl Recorder {
         self.lag.saturating_record(micros(waited));
         self.errors[ErrorKind::Timeout as usize] += 1;
         self.latency.saturating_record(micros(waited));
+    }
+
+    /// A recorder holding what a finished run measured, from its parts:
+    /// the three histograms (µs), counts by status and by error kind,
+    /// requests sent and bytes each way.
+    pub fn from_parts(parts: Parts) -> Recorder {
+        let mut r = Recorder::new();
+        // Same bounds on both sides (the caller re-homed them), so adding cannot fail.
+        r.latency.add(&parts.latency).expect("same bounds");
+        r.service.add(&parts.service).expect("same bounds");
+        r.lag.add(&parts.lag).expect("same bounds");
+        for (code, n) in parts.status {
+            r.status[usize::from(code).min(STATUS_SLOTS - 1)] += n;
+        }
+        for (kind, n) in parts.errors {
+            r.errors[kind as usize] += n;
+        }
+        (r.sent, r.bytes_in, r.bytes_out) = (parts.sent, parts.bytes_in, parts.bytes_out);
+        r
     }
 
     /// Adds everything `other` measured to this recorder.

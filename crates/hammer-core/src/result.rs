@@ -13,7 +13,7 @@ use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer}
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use crate::recorder::{is_success, new_histogram, ErrorKind, Recorder};
+use crate::recorder::{new_histogram, ErrorKind, Parts, Recorder};
 use crate::slo::SloReport;
 
 /// Why results could not be read or merged.
@@ -28,6 +28,14 @@ pub enum ResultError {
     /// There was nothing to merge.
     #[error("no results to merge")]
     Empty,
+    /// A status code or error kind that hammer does not write.
+    #[error("unknown {field} key {key:?}")]
+    Key {
+        /// `status_codes` or `errors`.
+        field: &'static str,
+        /// The key found.
+        key: String,
+    },
 }
 
 /// Summary statistics of one histogram, in milliseconds.
@@ -245,83 +253,67 @@ impl RunResult {
         }
     }
 
-    /// Merges results of shards that ran side by side: counts and
-    /// histograms add, rates add, the window is the longest.
+    /// What this result measured, as a recorder: the inverse of
+    /// [`RunResult::from_recorder`] (the requests sent come back from the
+    /// achieved rate and the window).
+    pub fn to_recorder(&self) -> Result<Recorder, ResultError> {
+        let status = self
+            .status_codes
+            .iter()
+            .map(|(k, &n)| match k.parse::<u16>() {
+                Ok(code) => Ok((code, n)),
+                Err(_) => Err(ResultError::Key {
+                    field: "status_codes",
+                    key: k.clone(),
+                }),
+            })
+            .collect::<Result<_, _>>()?;
+        let errors = self
+            .errors
+            .iter()
+            .map(|(k, &n)| match ErrorKind::from_name(k) {
+                Some(kind) => Ok((kind, n)),
+                None => Err(ResultError::Key {
+                    field: "errors",
+                    key: k.clone(),
+                }),
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Recorder::from_parts(Parts {
+            latency: decode_histogram(&self.histogram, "histogram")?,
+            service: decode_histogram(&self.service_time_histogram, "service_time_histogram")?,
+            lag: decode_histogram(&self.schedule_lag_histogram, "schedule_lag_histogram")?,
+            status,
+            errors,
+            sent: (self.achieved_rate * self.duration_s).round() as u64,
+            bytes_in: self.bytes_in,
+            bytes_out: self.bytes_out,
+        }))
+    }
+
+    /// Merges results of shards that ran side by side: what they recorded
+    /// adds up exactly (histograms, counts, requests sent), planned rates
+    /// add, and the window is the longest. The summary comes from
+    /// [`RunResult::from_recorder`], the one place that derives it.
     pub fn merge(results: &[RunResult]) -> Result<RunResult, ResultError> {
         let first = results.first().ok_or(ResultError::Empty)?;
-        let mut lat = new_histogram();
-        let mut svc = new_histogram();
-        let mut lag = new_histogram();
-        let mut status: BTreeMap<String, u64> = BTreeMap::new();
-        let mut errors: BTreeMap<String, u64> = BTreeMap::new();
-        let mut target: Option<f64> = None;
-        let (mut achieved, mut duration, mut bytes_in, mut bytes_out) = (0.0, 0.0f64, 0, 0);
+        let mut recorder = Recorder::new();
+        let (mut target, mut window) = (None::<f64>, 0.0f64);
         let mut connections = Connections::default();
         for r in results {
-            let add = |h: &mut Histogram<u64>, text: &str, field| -> Result<(), ResultError> {
-                h.add(decode_histogram(text, field)?)
-                    .map_err(|_| ResultError::Histogram { field })
-            };
-            add(&mut lat, &r.histogram, "histogram")?;
-            add(
-                &mut svc,
-                &r.service_time_histogram,
-                "service_time_histogram",
-            )?;
-            add(
-                &mut lag,
-                &r.schedule_lag_histogram,
-                "schedule_lag_histogram",
-            )?;
-            for (k, v) in &r.status_codes {
-                *status.entry(k.clone()).or_default() += v;
-            }
-            for (k, v) in &r.errors {
-                *errors.entry(k.clone()).or_default() += v;
-            }
+            recorder.add(&r.to_recorder()?);
             if let Some(t) = r.target_rate {
                 target = Some(target.unwrap_or(0.0) + t);
             }
-            achieved += r.achieved_rate;
-            duration = duration.max(r.duration_s);
-            bytes_in += r.bytes_in;
-            bytes_out += r.bytes_out;
+            window = window.max(r.duration_s);
             connections.opened += r.connections.opened;
             connections.peak_open += r.connections.peak_open;
         }
-        let requests = status.values().sum::<u64>() + errors.values().sum::<u64>();
-        let succeeded = status
-            .iter()
-            .filter(|(k, _)| k.parse::<u16>().is_ok_and(is_success))
-            .map(|(_, v)| v)
-            .sum();
-        let lag_p = Percentiles::of(&lag);
-        for kind in ErrorKind::ALL {
-            errors.entry(kind.name().into()).or_default();
-        }
-        Ok(RunResult {
-            kind: Kind::Run,
-            mode: first.mode.clone(),
-            target_rate: target,
-            achieved_rate: achieved,
-            duration_s: duration,
-            requests,
-            succeeded,
-            failed: requests - succeeded,
-            status_codes: status,
-            errors,
-            latency_ms: Percentiles::of(&lat),
-            service_time_ms: Percentiles::of(&svc),
-            generator_limited: target.is_some() && lag_p.p99 > GENERATOR_LIMIT_MS,
-            schedule_lag_ms: lag_p,
-            connections,
-            bytes_in,
-            bytes_out,
-            slo: None,
-            histogram: encode_histogram(&lat),
-            service_time_histogram: encode_histogram(&svc),
-            schedule_lag_histogram: encode_histogram(&lag),
-        })
+        let mut merged =
+            RunResult::from_recorder(&recorder, target, Duration::from_secs_f64(window))
+                .with_connections(connections);
+        merged.mode = first.mode.clone();
+        Ok(merged)
     }
 }
 
@@ -382,6 +374,14 @@ mod tests {
             prop_assert_eq!(merged.latency_ms, whole.latency_ms);
             prop_assert_eq!(merged.requests, whole.requests);
             prop_assert_eq!(merged.target_rate, Some(150.0));
+            // One path to every summary field: the merge and a run that
+            // recorded everything at once agree on all of them.
+            prop_assert_eq!(&merged.status_codes, &whole.status_codes);
+            prop_assert_eq!(&merged.errors, &whole.errors);
+            prop_assert_eq!(merged.service_time_ms, whole.service_time_ms);
+            prop_assert_eq!(merged.schedule_lag_ms, whole.schedule_lag_ms);
+            prop_assert_eq!((merged.bytes_in, merged.bytes_out), (whole.bytes_in, whole.bytes_out));
+            prop_assert!((merged.achieved_rate - whole.achieved_rate).abs() < 1e-6);
             // Round trip through JSON keeps the histogram.
             let back: RunResult = serde_json::from_str(&serde_json::to_string(&merged).unwrap()).unwrap();
             prop_assert_eq!(back.latency_histogram().unwrap(), whole.latency_histogram().unwrap());
