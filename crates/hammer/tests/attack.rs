@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{exclusive, f, hammer, hammer_json, within, Behavior, Server};
+use support::{assert_schema, exclusive, f, hammer, hammer_json, within, Behavior, Server};
 
 const LIMIT: Duration = Duration::from_secs(60);
 /// hammer connects once before a run to check the target answers.
@@ -483,4 +483,38 @@ fn poisson_count_limit_keeps_the_rate() {
         "achieved {achieved}/s of 100/s"
     );
     assert!(f(&v, "duration_s") < 1.0, "{}", v["duration_s"]);
+}
+
+/// Every JSON file hammer writes matches `docs/result.schema.json`: an open
+/// loop with an SLO, a closed loop with errors, and their merge.
+#[test]
+fn results_match_the_schema() {
+    let ok = Server::start(Behavior::Fast);
+    let open = hammer_json(
+        &["-r", "200", "-d", "1s", "--slo", "p99<1s", &ok.url("/")],
+        LIMIT,
+    );
+    assert_schema(&open);
+    assert_eq!(open["kind"], "run");
+    let failing = Server::start(Behavior::Unavailable);
+    let closed = hammer_json(&["-n", "50", "-c", "2", &failing.url("/")], LIMIT);
+    assert_schema(&closed);
+    assert_eq!(closed["status_codes"]["503"], 50);
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.json"), dir.path().join("b.json"));
+    std::fs::write(&a, open.to_string()).unwrap();
+    std::fs::write(&b, closed.to_string()).unwrap();
+    let out = hammer(
+        &[
+            "report",
+            "--format",
+            "json",
+            a.to_str().unwrap(),
+            b.to_str().unwrap(),
+        ],
+        LIMIT,
+    );
+    let merged: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_schema(&merged);
+    assert_eq!(merged["requests"], 250);
 }

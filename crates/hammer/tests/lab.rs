@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use support::{exclusive, hammer, spawn_hammer, wait_limited, Behavior, Server};
+use support::{assert_schema, exclusive, hammer, spawn_hammer, wait_limited, Behavior, Server};
 
 /// Flags that keep a lab short in tests: short steps, fewer requests.
 const QUICK: &[&str] = &[
@@ -37,7 +37,9 @@ fn lab(extra: &[&str], dir: &Path) -> serde_json::Value {
     );
     assert!(stdout.contains("capacity:"), "{stdout}");
     let text = std::fs::read_to_string(dir.join("report.json")).expect("report.json");
-    serde_json::from_str(&text).expect("report.json parses")
+    let report = serde_json::from_str(&text).expect("report.json parses");
+    assert_schema(&report);
+    report
 }
 
 fn capacity(target: &serde_json::Value) -> f64 {

@@ -189,6 +189,25 @@ async fn freeze(start: Instant, freeze: Duration) {
     }
 }
 
+/// Checks a JSON file hammer wrote against `docs/result.schema.json`, the
+/// contract users' tooling relies on.
+pub fn assert_schema(value: &serde_json::Value) {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/result.schema.json");
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("the schema"))
+            .expect("schema is JSON");
+    let validator = jsonschema::validator_for(&schema).expect("the schema compiles");
+    let errors: Vec<String> = validator
+        .iter_errors(value)
+        .map(|e| format!("{} at {}", e, e.instance_path))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "does not match the schema:\n{}",
+        errors.join("\n")
+    );
+}
+
 /// Runs `hammer` with `args`, killing it (and failing) after `limit`.
 pub fn hammer(args: &[&str], limit: Duration) -> Output {
     wait_limited(spawn_hammer(args), limit)
