@@ -2,9 +2,10 @@
 """Runs hammer and its peers (wrk, oha) against nginx, side by side, for the
 benchmarks in bench/open-loop.sh and bench/scale.sh.
 
-Every generator runs pinned to its own cores, as a child whose CPU time and
-peak RSS come from wait4(2), so the figures need nothing beyond Python's
-standard library (the bigger benchmark machine has no /usr/bin/time or perf).
+Every generator runs pinned to its own cores, as a child whose CPU time
+comes from wait4(2) and peak RSS from its /proc status (VmHWM), so the
+figures need nothing beyond Python's standard library (the bigger benchmark
+machine has no /usr/bin/time or perf).
 nginx serves `return 200` on loopback, pinned to its own cores.
 
     peers.py open-loop   highest open-loop rate each generator sustains
@@ -22,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 
@@ -83,16 +85,36 @@ class Nginx:
         shutil.rmtree(self.work, ignore_errors=True)
 
 
+def peak_rss(pid, stop, found):
+    """Polls the process's own high-water mark (VmHWM) until `stop` is set.
+    wait4's ru_maxrss would also count this Python process, whose pages the
+    child held between fork and exec."""
+    while not stop.is_set():
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        found[0] = max(found[0], int(line.split()[1]) / 1024)
+        except OSError:
+            return
+        stop.wait(0.1)
+
+
 def measure(cmd, cpus):
     """Runs cmd pinned to `cpus`; returns (stdout, cpu seconds, peak RSS MiB, wall s)."""
     start = time.monotonic()
     p = subprocess.Popen(["taskset", "-c", cpus] + cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    stop, rss = threading.Event(), [0.0]
+    watcher = threading.Thread(target=peak_rss, args=(p.pid, stop, rss))
+    watcher.start()
     out = p.stdout.read().decode(errors="replace")
+    stop.set()
+    watcher.join()
     _, status, usage = os.wait4(p.pid, 0)
     wall = time.monotonic() - start
     if os.waitstatus_to_exitcode(status) not in (0, 3):
         raise RuntimeError(f"{cmd[0]} exited {status}: {out[-500:]}")
-    return out, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, wall
+    return out, usage.ru_utime + usage.ru_stime, rss[0], wall
 
 
 def hammer(url, threads, duration, cpus, rate=None, conns=None):

@@ -178,10 +178,10 @@ impl Recorder {
     /// A due request waited for a connection until its whole timeout had
     /// passed, without being sent: a timeout at the time waited, counted
     /// from its intended send time (no service time: it never reached the
-    /// target).
-    pub fn record_expired(&mut self, waited: Duration) {
+    /// target), with the part of the wait that was the generator's as lag.
+    pub fn record_expired(&mut self, waited: Duration, lag: Duration) {
         self.sent += 1;
-        self.lag.saturating_record(micros(waited));
+        self.lag.saturating_record(micros(lag));
         self.errors[ErrorKind::Timeout as usize] += 1;
         self.latency.saturating_record(micros(waited));
     }

@@ -26,7 +26,15 @@
 //! target, not the pool, is the limit). A target that does not keep
 //! connections alive needs one per request, and gets them. `-c` caps it
 //! all.
+//!
+//! Schedule lag is the generator grading itself, so a request's lag leaves
+//! out the time it was held back because the target held every connection
+//! the policy allows (see `Worker::own_lag`): that wait is the target's, and
+//! shows in latency (from the intended send time) like a queue at the
+//! server would. Waiting at the `-c` cap is the user's limit and stays in
+//! the lag.
 
+use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -68,6 +76,25 @@ const RECENT: usize = 64;
 /// Open loop: how long the pool does not grow after the target turned a
 /// new connection away.
 const HOLD: Duration = Duration::from_secs(1);
+
+/// What a hold of `span` is credited to the target, having waited in poll
+/// for `polled` of it (see [`Worker::own_lag`]).
+fn credit(span: Duration, polled: Duration) -> Duration {
+    if polled * 2 >= span {
+        span
+    } else {
+        polled.min(span)
+    }
+}
+
+/// The share `part / whole` of `amount`.
+fn prorate(amount: Duration, part: Duration, whole: Duration) -> Duration {
+    if whole.is_zero() || part >= whole {
+        amount
+    } else {
+        amount.mul_f64(part.as_secs_f64() / whole.as_secs_f64())
+    }
+}
 
 /// What one worker needs to know.
 #[derive(Clone)]
@@ -129,6 +156,15 @@ struct Worker<P> {
     pool_target: usize,
     /// A due request is waiting for a connection.
     blocked: bool,
+    /// A hold under way: since when the policy (not `-c`) has held due
+    /// requests back because the target has every connection it allows
+    /// busy, and how long the worker has waited in poll since.
+    hold: Option<(Instant, Duration)>,
+    /// Time credited to the target over finished holds, in all.
+    pool_wait: Duration,
+    /// The finished holds, back to the oldest request still due, as (start,
+    /// `pool_wait` before, end, credited).
+    pool_waits: VecDeque<(Instant, Duration, Instant, Duration)>,
     /// Time spent waiting in poll for a connection, while responses came
     /// in, since the pool was last sized.
     starved: Duration,
@@ -185,6 +221,9 @@ pub fn run<P: Pacer>(
         paced_growth,
         pool_target: FIRST_POOL,
         blocked: false,
+        hold: None,
+        pool_wait: Duration::ZERO,
+        pool_waits: VecDeque::new(),
         starved: Duration::ZERO,
         polled: Duration::ZERO,
         was_starved: false,
@@ -267,6 +306,10 @@ impl<P: Pacer> Worker<P> {
                 .poll(&mut events, Some(wake.saturating_duration_since(before)));
             let waited = before.elapsed();
             self.polled += waited;
+            if let Some((_, polled)) = &mut self.hold {
+                *polled += waited;
+            }
+
             if self.blocked && events.iter().any(|ev| ev.token() != TIMER) {
                 self.starved += waited;
             }
@@ -290,16 +333,28 @@ impl<P: Pacer> Worker<P> {
     /// (the pacer is done), with the instant the send window closes.
     fn dispatch(&mut self) -> Option<Instant> {
         self.blocked = false;
+        if let Next::At(t) = self.pacer.next() {
+            // Waits before the oldest due request no longer matter.
+            let oldest = self.cfg.start + t;
+            while self.pool_waits.front().is_some_and(|w| w.2 <= oldest) {
+                self.pool_waits.pop_front();
+            }
+        }
         for _ in 0..MAX_BATCH {
             let next = self.pacer.next();
             let now = Instant::now();
             let intended = match next {
                 Next::Done => {
+                    self.end_hold(now);
                     let end = self.cfg.start + self.pacer.end().unwrap_or_default();
                     return Some(end.max(now));
                 }
                 Next::Now => now,
-                Next::At(t) if self.cfg.start + t > now => return None,
+                Next::At(t) if self.cfg.start + t > now => {
+                    // Caught up with the schedule: any hold is over.
+                    self.end_hold(now);
+                    return None;
+                }
                 Next::At(t) => self.cfg.start + t,
             };
             let slot = match self.pop_idle() {
@@ -308,7 +363,8 @@ impl<P: Pacer> Worker<P> {
                     Ok(slot) => slot,
                     Err(kind) => {
                         self.pacer.take();
-                        self.interval.record_send(now - intended, 0);
+                        let lag = self.own_lag(intended, now);
+                        self.interval.record_send(lag, 0);
                         self.interval.record_error(kind, None);
                         continue;
                     }
@@ -319,10 +375,17 @@ impl<P: Pacer> Worker<P> {
                     // frees up or their own timeout has passed.
                     if now.saturating_duration_since(intended) < self.cfg.timeout {
                         self.blocked = true;
+                        if self.conns.len() < self.cfg.max_conns {
+                            self.hold.get_or_insert((now, Duration::ZERO));
+                        } else {
+                            // Waiting at `-c` is the user's limit, not the target's.
+                            self.end_hold(now);
+                        }
                         return None;
                     }
                     self.pacer.take();
-                    self.interval.record_expired(now - intended);
+                    let lag = self.own_lag(intended, now);
+                    self.interval.record_expired(now - intended, lag);
                     continue;
                 }
             };
@@ -339,6 +402,12 @@ impl<P: Pacer> Worker<P> {
         let due = self.cfg.start + t;
         let at = if due > now {
             if !self.can_send() {
+                // No wake-up: a response will come first. If the policy,
+                // not `-c`, holds the pool, the request is held from its
+                // due time (see [`Worker::own_lag`]).
+                if self.conns.len() < self.cfg.max_conns {
+                    self.hold.get_or_insert((due, Duration::ZERO));
+                }
                 return Ok(());
             }
             due
@@ -350,6 +419,58 @@ impl<P: Pacer> Worker<P> {
             self.timer.arm(at)?;
         }
         Ok(())
+    }
+
+    /// The schedule lag of a request due at `intended` and sent (or given
+    /// up) at `now`: how late it is, less the time the policy held it back
+    /// because the target held every connection the policy allows — that
+    /// wait is the target's, and counts in latency only. A hold lasts from
+    /// the first due request that found no connection until the worker
+    /// catches up with the schedule; it is credited to the target in full
+    /// when the worker spent at least half of it waiting in poll, else only
+    /// the time it waited (a busy worker is behind by itself). Waits at the
+    /// `-c` cap stay in the lag.
+    fn own_lag(&self, intended: Instant, now: Instant) -> Duration {
+        let late = now.saturating_duration_since(intended);
+        if late.is_zero() || (self.pool_wait.is_zero() && self.hold.is_none()) {
+            return late;
+        }
+        let waits = &self.pool_waits;
+        let i = waits.partition_point(|w| w.2 <= intended);
+        let before = match waits.get(i) {
+            Some(&(start, cum, end, credited)) => {
+                cum + prorate(
+                    credited,
+                    intended.saturating_duration_since(start),
+                    end - start,
+                )
+            }
+            None => self.pool_wait,
+        };
+        let mut held = self.pool_wait.saturating_sub(before);
+        if let Some((start, polled)) = self.hold {
+            let span = now.saturating_duration_since(start);
+            let credited = credit(span, polled);
+            held += prorate(
+                credited,
+                now.saturating_duration_since(start.max(intended)),
+                span,
+            );
+        }
+        late.saturating_sub(held)
+    }
+
+    /// Ends the hold under way, if any, at `now` (see [`Worker::own_lag`]).
+    fn end_hold(&mut self, now: Instant) {
+        let Some((start, polled)) = self.hold.take() else {
+            return;
+        };
+        if now > start {
+            let credited = credit(now - start, polled);
+            self.pool_waits
+                .push_back((start, self.pool_wait, now, credited));
+            self.pool_wait += credited;
+        }
     }
 
     /// Whether a request could go out now: a connection is idle (or may
@@ -406,8 +527,8 @@ impl<P: Pacer> Worker<P> {
         self.next_request = (req + 1) % self.cfg.requests.len();
         self.busy += 1;
         let len = self.cfg.requests[req].bytes.len();
-        self.interval
-            .record_send(sent.saturating_duration_since(intended), len as u64);
+        let lag = self.own_lag(intended, sent);
+        self.interval.record_send(lag, len as u64);
         let conn = &mut self.conns[slot];
         conn.busy = Some(super::conn::InFlight {
             req,
