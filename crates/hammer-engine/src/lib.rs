@@ -35,6 +35,7 @@
 //!         arrivals: Arrivals::Even,
 //!     },
 //!     limit: Limit { requests: None, window: Some(window) },
+//!     warmup: Duration::ZERO,
 //!     connections: 10_000,
 //!     workers: 1,
 //!     timeout: Duration::from_secs(10),
@@ -90,8 +91,12 @@ pub struct Config {
     pub requests: Vec<Prepared>,
     /// Pacing.
     pub mode: Mode,
-    /// `-n` and `-d`: the whole run's count, and how long it sends.
+    /// `-n` and `-d`: the whole run's count, and how long it sends
+    /// (the warm-up included).
     pub limit: Limit,
+    /// An unmeasured lead: requests due before this offset are sent, on
+    /// the same connections, but not recorded; the send window starts here.
+    pub warmup: Duration,
     /// Closed loop: the connections. Open loop: the most it may open.
     pub connections: usize,
     /// Worker threads.
@@ -135,6 +140,7 @@ impl Work<'_> {
 /// A run in progress.
 pub struct Run {
     start: Instant,
+    warmup: Duration,
     stop: Arc<AtomicBool>,
     intervals: Arc<Vec<Mutex<Recorder>>>,
     handles: Vec<JoinHandle<std::io::Result<WorkerReport>>>,
@@ -171,6 +177,7 @@ impl Run {
                 keepalive: cfg.keepalive,
                 deadline: cfg.limit.window.map(|d| start + d),
                 start,
+                measure_from: (!cfg.warmup.is_zero()).then(|| start + cfg.warmup),
                 first_request: i % requests.len(),
             };
             let (mode, limit) = (cfg.mode.clone(), cfg.limit);
@@ -201,6 +208,7 @@ impl Run {
         }
         Ok(Run {
             start,
+            warmup: cfg.warmup,
             stop,
             intervals,
             handles,
@@ -211,6 +219,11 @@ impl Run {
     /// When offset zero of the plan is.
     pub fn started_at(&self) -> Instant {
         self.start
+    }
+
+    /// When the measured part begins (after the warm-up).
+    pub fn measured_from(&self) -> Instant {
+        self.start + self.warmup
     }
 
     /// Asks the workers to stop sending.
@@ -258,7 +271,7 @@ impl Run {
         };
         Ok(Outcome {
             recorder,
-            window: end.saturating_duration_since(self.start),
+            window: end.saturating_duration_since(self.start + self.warmup),
             connections: Connections { opened, peak_open },
         })
     }

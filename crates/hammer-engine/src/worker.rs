@@ -115,6 +115,8 @@ pub struct WorkerConfig {
     pub deadline: Option<Instant>,
     /// Offset zero of the plan.
     pub start: Instant,
+    /// Requests due before this are sent but not measured (a warm-up).
+    pub measure_from: Option<Instant>,
     /// Index of this worker's first request in `requests`.
     pub first_request: usize,
 }
@@ -145,6 +147,8 @@ struct Worker<P> {
     next_request: usize,
     interval: Recorder,
     total: Recorder,
+    /// What the warm-up measured, thrown away at each flush.
+    warmup: Recorder,
     timer: PreciseTimer,
     scratch: Box<[u8]>,
     expired: Vec<usize>,
@@ -213,6 +217,7 @@ pub fn run<P: Pacer>(
         next_generation: 0,
         interval: Recorder::new(),
         total: Recorder::new(),
+        warmup: Recorder::new(),
         timer,
         scratch: vec![0; SCRATCH].into_boxed_slice(),
         expired: Vec::new(),
@@ -364,8 +369,9 @@ impl<P: Pacer> Worker<P> {
                     Err(kind) => {
                         self.pacer.take();
                         let lag = self.own_lag(intended, now);
-                        self.interval.record_send(lag, 0);
-                        self.interval.record_error(kind, None);
+                        let recorder = self.recorder(intended);
+                        recorder.record_send(lag, 0);
+                        recorder.record_error(kind, None);
                         continue;
                     }
                 },
@@ -385,7 +391,7 @@ impl<P: Pacer> Worker<P> {
                     }
                     self.pacer.take();
                     let lag = self.own_lag(intended, now);
-                    self.interval.record_expired(now - intended, lag);
+                    self.recorder(intended).record_expired(now - intended, lag);
                     continue;
                 }
             };
@@ -528,7 +534,7 @@ impl<P: Pacer> Worker<P> {
         self.busy += 1;
         let len = self.cfg.requests[req].bytes.len();
         let lag = self.own_lag(intended, sent);
-        self.interval.record_send(lag, len as u64);
+        self.recorder(intended).record_send(lag, len as u64);
         let conn = &mut self.conns[slot];
         conn.busy = Some(super::conn::InFlight {
             req,
@@ -599,7 +605,7 @@ impl<P: Pacer> Worker<P> {
                         self.recent[self.recent_next] = service;
                         self.recent_next = (self.recent_next + 1) % RECENT;
                     }
-                    self.interval.record_response(
+                    self.recorder(f.intended).record_response(
                         done.status,
                         now.saturating_duration_since(f.intended),
                         now.saturating_duration_since(f.sent),
@@ -619,7 +625,7 @@ impl<P: Pacer> Worker<P> {
                             now.saturating_duration_since(f.sent),
                         )
                     });
-                    self.interval.record_error(kind, timings);
+                    self.recorder(f.intended).record_error(kind, timings);
                 }
                 false
             }
@@ -636,6 +642,16 @@ impl<P: Pacer> Worker<P> {
             self.idle.retain(|&(s, g)| (s, g) != (slot, generation));
             // Closing the socket also removes it from the poll: no deregister call.
             self.conns.remove(slot);
+        }
+    }
+
+    /// Where a request due at `intended` is recorded: the interval, or the
+    /// discarded warm-up before `measure_from`.
+    fn recorder(&mut self, intended: Instant) -> &mut Recorder {
+        if self.cfg.measure_from.is_some_and(|t| intended < t) {
+            &mut self.warmup
+        } else {
+            &mut self.interval
         }
     }
 
@@ -713,6 +729,7 @@ impl<P: Pacer> Worker<P> {
     }
 
     fn flush(&mut self, shared: &Mutex<Recorder>) {
+        self.warmup.clear();
         self.total.add(&self.interval);
         shared
             .lock()

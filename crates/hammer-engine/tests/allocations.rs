@@ -3,9 +3,9 @@
 //! slack for timing-dependent set-up). Guards the regression where the
 //! response reader allocated a lowercase copy of every `Connection` header.
 
+mod support;
+
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,42 +34,6 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-/// A keep-alive server that answers each request head with a fixed
-/// response, from buffers allocated once per connection.
-fn server() -> std::net::SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            std::thread::spawn(move || {
-                let mut stream = stream;
-                let _ = stream.set_nodelay(true);
-                let response =
-                    b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok";
-                let mut buf = [0u8; 4096];
-                let mut seen = 0;
-                loop {
-                    let Ok(n) = stream.read(&mut buf[seen..]) else {
-                        return;
-                    };
-                    if n == 0 {
-                        return;
-                    }
-                    seen += n;
-                    // hammer never pipelines: one head ends each read burst.
-                    if buf[..seen].ends_with(b"\r\n\r\n") {
-                        seen = 0;
-                        if stream.write_all(response).is_err() {
-                            return;
-                        }
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
-
 fn allocations_for(requests: u64, addr: std::net::SocketAddr) -> u64 {
     let target = Target {
         method: "GET".into(),
@@ -92,6 +56,7 @@ fn allocations_for(requests: u64, addr: std::net::SocketAddr) -> u64 {
             requests: Some(requests),
             window: None,
         },
+        warmup: Duration::ZERO,
         connections: 4,
         workers: 1,
         timeout: Duration::from_secs(10),
@@ -109,7 +74,7 @@ fn allocations_for(requests: u64, addr: std::net::SocketAddr) -> u64 {
 
 #[test]
 fn allocations_do_not_grow_with_requests() {
-    let addr = server();
+    let addr = support::server().addr;
     // Warm up the server's connection threads' first use.
     allocations_for(100, addr);
     let small = allocations_for(2_000, addr);

@@ -1,6 +1,7 @@
-//! Provides one step of the lab: a warm-up at the step's rate (not
-//! counted), then a measured constant-rate run, with a per-second timeline
-//! of rate, p50, p99 and errors for the report's latency-over-time chart.
+//! Provides one step of the lab: one constant-rate run whose first part is
+//! an unmeasured warm-up on the same connections, then the measured part,
+//! with a per-second timeline of rate, p50, p99 and errors for the
+//! report's latency-over-time chart.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -55,12 +56,10 @@ pub fn run_step(
     stop: &Arc<AtomicBool>,
     mut tick: impl FnMut(&Tick),
 ) -> std::io::Result<(RunResult, Vec<Tick>)> {
-    if !warmup.is_zero() {
-        let run = Run::start(config(load, rate, warmup)?, stop.clone())?;
-        run.join()?;
-    }
-    let run = Run::start(config(load, rate, measure)?, stop.clone())?;
-    let start = run.started_at();
+    // One run: the warm-up is its unmeasured lead, on the same connections,
+    // so the measured part starts with the pool the rate needs.
+    let run = Run::start(config(load, rate, warmup, measure)?, stop.clone())?;
+    let start = run.measured_from();
     let (mut ticks, mut last) = (Vec::new(), start);
     loop {
         std::thread::sleep(Duration::from_millis(50));
@@ -93,7 +92,8 @@ pub fn run_step(
     ))
 }
 
-fn config(load: &Load, rate: f64, duration: Duration) -> std::io::Result<Config> {
+fn config(load: &Load, rate: f64, warmup: Duration, measure: Duration) -> std::io::Result<Config> {
+    let duration = warmup + measure;
     let plan = RatePlan::constant(rate, Some(duration))
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
     Ok(Config {
@@ -107,6 +107,7 @@ fn config(load: &Load, rate: f64, duration: Duration) -> std::io::Result<Config>
             requests: None,
             window: Some(duration),
         },
+        warmup,
         connections: load.connections,
         workers: load.workers,
         timeout: load.timeout,

@@ -179,6 +179,7 @@ fn resolve(args: &AttackArgs, max_conns: Option<u64>) -> Result<Attack> {
                 requests: args.requests,
                 window: duration,
             },
+            warmup: Duration::ZERO,
             connections,
             workers,
             timeout: args.timeout,
