@@ -48,7 +48,9 @@
 //! ```
 
 mod conn;
+mod holds;
 pub mod limits;
+mod pool;
 pub mod request;
 pub mod response;
 mod timer;

@@ -10,31 +10,12 @@
 //!
 //! Connection policy. Closed loop: its connections, opened at once. Open
 //! loop: a due request that finds no idle connection opens one while the
-//! pool is below its size, [`FIRST_POOL`] at first; beyond that it waits in
-//! the pacer (and fails as a timeout if none frees up within `--timeout`).
-//! The size grows by half, every sweep, while the pool is what holds the
-//! worker back: for two sweeps in a row, most of the time the worker waited
-//! in poll it waited with a due request and no free connection, while
-//! responses kept coming. That is the one case more connections help. A
-//! target that stalls sends no responses while the worker waits, and a
-//! worker that is behind by itself does not wait: neither grows the pool,
-//! since more connections would only add connects to a server already
-//! behind, or work to a worker already busy — the churn that feeds a storm.
-//! Nor does it grow past what Little's law allows ([`HEADROOM`]), nor for
-//! [`HOLD`] after the target refused, reset or closed a connection it had
-//! not answered on, or after a growth that brought no more responses (the
-//! target, not the pool, is the limit). A target that does not keep
-//! connections alive needs one per request, and gets them. `-c` caps it
-//! all.
-//!
-//! Schedule lag is the generator grading itself, so a request's lag leaves
-//! out the time it was held back because the target held every connection
-//! the policy allows (see `Worker::own_lag`): that wait is the target's, and
-//! shows in latency (from the intended send time) like a queue at the
-//! server would. Waiting at the `-c` cap is the user's limit and stays in
-//! the lag.
+//! pool allows ([`Pool`]), else waits in the pacer (and fails as a timeout
+//! if none frees up within `--timeout`); a wait the target causes is
+//! credited to it, not to the schedule lag ([`Holds`]). A target that does
+//! not keep connections alive needs one per request, and gets them. `-c`
+//! caps it all.
 
-use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -47,6 +28,8 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use super::conn::{connect_error, Conn, Step};
+use super::holds::Holds;
+use super::pool::Pool;
 use super::request::Prepared;
 use super::timer::PreciseTimer;
 
@@ -58,44 +41,6 @@ const GRACE: Duration = Duration::from_secs(1);
 /// Most requests started in one turn, so stop checks are never starved.
 const MAX_BATCH: usize = 1024;
 const SCRATCH: usize = 64 * 1024;
-/// Open loop: the pool's size until the first response is measured.
-const FIRST_POOL: usize = 4;
-/// Open loop: the pool grows when, for two sweeps in a row, more than this
-/// share of the worker's waiting in poll was for a connection while
-/// responses came in ...
-const STARVED: f64 = 0.5;
-/// ... and it waited in poll at all for this share of the sweep (a worker
-/// busier than that is behind by itself: connections would not help it).
-const MIN_IDLE: f64 = 0.2;
-/// Open loop: the pool never grows past Little's law with this headroom:
-/// `HEADROOM` × the worker's planned rate × the median service time of
-/// the last [`RECENT`] responses, plus [`FIRST_POOL`].
-const HEADROOM: f64 = 8.0;
-/// Open loop: how many responses the median service time is taken over.
-const RECENT: usize = 64;
-/// Open loop: how long the pool does not grow after the target turned a
-/// new connection away.
-const HOLD: Duration = Duration::from_secs(1);
-
-/// What a hold of `span` is credited to the target, having waited in poll
-/// for `polled` of it (see [`Worker::own_lag`]).
-fn credit(span: Duration, polled: Duration) -> Duration {
-    if polled * 2 >= span {
-        span
-    } else {
-        polled.min(span)
-    }
-}
-
-/// The share `part / whole` of `amount`.
-fn prorate(amount: Duration, part: Duration, whole: Duration) -> Duration {
-    if whole.is_zero() || part >= whole {
-        amount
-    } else {
-        amount.mul_f64(part.as_secs_f64() / whole.as_secs_f64())
-    }
-}
-
 /// What one worker needs to know.
 #[derive(Clone)]
 pub struct WorkerConfig {
@@ -156,41 +101,12 @@ struct Worker<P> {
     peak_open: usize,
     /// Open loop with keep-alive: the pool is sized (see the module doc).
     paced_growth: bool,
-    /// Open loop: the most connections the pool may hold now (see the module doc).
-    pool_target: usize,
+    /// Open loop: how many connections the pool may hold.
+    pool: Pool,
     /// A due request is waiting for a connection.
     blocked: bool,
-    /// A hold under way: since when the policy (not `-c`) has held due
-    /// requests back because the target has every connection it allows
-    /// busy, and how long the worker has waited in poll since.
-    hold: Option<(Instant, Duration)>,
-    /// Time credited to the target over finished holds, in all.
-    pool_wait: Duration,
-    /// The finished holds, back to the oldest request still due, as (start,
-    /// `pool_wait` before, end, credited).
-    pool_waits: VecDeque<(Instant, Duration, Instant, Duration)>,
-    /// Time spent waiting in poll for a connection, while responses came
-    /// in, since the pool was last sized.
-    starved: Duration,
-    /// Time spent waiting in poll, for anything, since then.
-    polled: Duration,
-    /// Whether the last sweep found the worker starved.
-    was_starved: bool,
-    /// Open loop: no growth before this (see [`HOLD`]).
-    hold_until: Option<Instant>,
-    /// Responses completed this sweep, and in the one before (over its span, s).
-    answers: u64,
-    answers_before: u64,
-    span_before: f64,
-    /// The response rate when the pool last grew.
-    grown_at: Option<f64>,
-    /// Open loop: the mean gap between this worker's intended send times (s).
-    gap_s: f64,
-    last_intended: Option<Instant>,
-    /// Service times of the last [`RECENT`] responses (µs), a ring.
-    recent: Vec<u32>,
-    recent_next: usize,
-    last_sized: Instant,
+    /// Open loop: waits for a connection that are the target's.
+    holds: Holds,
     last_done: Instant,
 }
 
@@ -224,24 +140,9 @@ pub fn run<P: Pacer>(
         opened: 0,
         peak_open: 0,
         paced_growth,
-        pool_target: FIRST_POOL,
+        pool: Pool::new(Instant::now()),
         blocked: false,
-        hold: None,
-        pool_wait: Duration::ZERO,
-        pool_waits: VecDeque::new(),
-        starved: Duration::ZERO,
-        polled: Duration::ZERO,
-        was_starved: false,
-        hold_until: None,
-        answers: 0,
-        answers_before: 0,
-        span_before: 0.0,
-        grown_at: None,
-        gap_s: 0.0,
-        last_intended: None,
-        recent: Vec::with_capacity(RECENT),
-        recent_next: 0,
-        last_sized: Instant::now(),
+        holds: Holds::default(),
     };
     let send_stop = w.run_loop(shared, stop)?;
     Ok(WorkerReport {
@@ -288,7 +189,7 @@ impl<P: Pacer> Worker<P> {
             }
             if now >= next_sweep {
                 self.sweep(now);
-                self.size_pool(now);
+                self.pool.resize(now, self.conns.len());
                 next_sweep = now + sweep_every;
             }
             if now >= next_flush {
@@ -310,14 +211,9 @@ impl<P: Pacer> Worker<P> {
                 .poll
                 .poll(&mut events, Some(wake.saturating_duration_since(before)));
             let waited = before.elapsed();
-            self.polled += waited;
-            if let Some((_, polled)) = &mut self.hold {
-                *polled += waited;
-            }
-
-            if self.blocked && events.iter().any(|ev| ev.token() != TIMER) {
-                self.starved += waited;
-            }
+            let starving = self.blocked && events.iter().any(|ev| ev.token() != TIMER);
+            self.pool.polled(waited, starving);
+            self.holds.polled(waited);
             match polled {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -339,25 +235,22 @@ impl<P: Pacer> Worker<P> {
     fn dispatch(&mut self) -> Option<Instant> {
         self.blocked = false;
         if let Next::At(t) = self.pacer.next() {
-            // Waits before the oldest due request no longer matter.
-            let oldest = self.cfg.start + t;
-            while self.pool_waits.front().is_some_and(|w| w.2 <= oldest) {
-                self.pool_waits.pop_front();
-            }
+            // Holds before the oldest due request no longer matter.
+            self.holds.forget_before(self.cfg.start + t);
         }
         for _ in 0..MAX_BATCH {
             let next = self.pacer.next();
             let now = Instant::now();
             let intended = match next {
                 Next::Done => {
-                    self.end_hold(now);
+                    self.holds.end(now);
                     let end = self.cfg.start + self.pacer.end().unwrap_or_default();
                     return Some(end.max(now));
                 }
                 Next::Now => now,
                 Next::At(t) if self.cfg.start + t > now => {
                     // Caught up with the schedule: any hold is over.
-                    self.end_hold(now);
+                    self.holds.end(now);
                     return None;
                 }
                 Next::At(t) => self.cfg.start + t,
@@ -368,7 +261,7 @@ impl<P: Pacer> Worker<P> {
                     Ok(slot) => slot,
                     Err(kind) => {
                         self.pacer.take();
-                        let lag = self.own_lag(intended, now);
+                        let lag = self.holds.own_lag(intended, now);
                         let recorder = self.recorder(intended);
                         recorder.record_send(lag, 0);
                         recorder.record_error(kind, None);
@@ -382,15 +275,15 @@ impl<P: Pacer> Worker<P> {
                     if now.saturating_duration_since(intended) < self.cfg.timeout {
                         self.blocked = true;
                         if self.conns.len() < self.cfg.max_conns {
-                            self.hold.get_or_insert((now, Duration::ZERO));
+                            self.holds.begin(now);
                         } else {
                             // Waiting at `-c` is the user's limit, not the target's.
-                            self.end_hold(now);
+                            self.holds.end(now);
                         }
                         return None;
                     }
                     self.pacer.take();
-                    let lag = self.own_lag(intended, now);
+                    let lag = self.holds.own_lag(intended, now);
                     self.recorder(intended).record_expired(now - intended, lag);
                     continue;
                 }
@@ -410,9 +303,9 @@ impl<P: Pacer> Worker<P> {
             if !self.can_send() {
                 // No wake-up: a response will come first. If the policy,
                 // not `-c`, holds the pool, the request is held from its
-                // due time (see [`Worker::own_lag`]).
+                // due time (see [`Holds`]).
                 if self.conns.len() < self.cfg.max_conns {
-                    self.hold.get_or_insert((due, Duration::ZERO));
+                    self.holds.begin(due);
                 }
                 return Ok(());
             }
@@ -427,58 +320,6 @@ impl<P: Pacer> Worker<P> {
         Ok(())
     }
 
-    /// The schedule lag of a request due at `intended` and sent (or given
-    /// up) at `now`: how late it is, less the time the policy held it back
-    /// because the target held every connection the policy allows — that
-    /// wait is the target's, and counts in latency only. A hold lasts from
-    /// the first due request that found no connection until the worker
-    /// catches up with the schedule; it is credited to the target in full
-    /// when the worker spent at least half of it waiting in poll, else only
-    /// the time it waited (a busy worker is behind by itself). Waits at the
-    /// `-c` cap stay in the lag.
-    fn own_lag(&self, intended: Instant, now: Instant) -> Duration {
-        let late = now.saturating_duration_since(intended);
-        if late.is_zero() || (self.pool_wait.is_zero() && self.hold.is_none()) {
-            return late;
-        }
-        let waits = &self.pool_waits;
-        let i = waits.partition_point(|w| w.2 <= intended);
-        let before = match waits.get(i) {
-            Some(&(start, cum, end, credited)) => {
-                cum + prorate(
-                    credited,
-                    intended.saturating_duration_since(start),
-                    end - start,
-                )
-            }
-            None => self.pool_wait,
-        };
-        let mut held = self.pool_wait.saturating_sub(before);
-        if let Some((start, polled)) = self.hold {
-            let span = now.saturating_duration_since(start);
-            let credited = credit(span, polled);
-            held += prorate(
-                credited,
-                now.saturating_duration_since(start.max(intended)),
-                span,
-            );
-        }
-        late.saturating_sub(held)
-    }
-
-    /// Ends the hold under way, if any, at `now` (see [`Worker::own_lag`]).
-    fn end_hold(&mut self, now: Instant) {
-        let Some((start, polled)) = self.hold.take() else {
-            return;
-        };
-        if now > start {
-            let credited = credit(now - start, polled);
-            self.pool_waits
-                .push_back((start, self.pool_wait, now, credited));
-            self.pool_wait += credited;
-        }
-    }
-
     /// Whether a request could go out now: a connection is idle (or may
     /// be: stale entries are skipped later) or another may be opened.
     fn can_send(&self) -> bool {
@@ -488,7 +329,7 @@ impl<P: Pacer> Worker<P> {
     /// Whether the policy (module doc) allows another connection now.
     fn may_open(&self) -> bool {
         let open = self.conns.len();
-        open < self.cfg.max_conns && (!self.paced_growth || open < self.pool_target)
+        open < self.cfg.max_conns && (!self.paced_growth || self.pool.allows(open))
     }
 
     fn pop_idle(&mut self) -> Option<usize> {
@@ -524,16 +365,12 @@ impl<P: Pacer> Worker<P> {
     }
 
     fn start_request(&mut self, slot: usize, intended: Instant, sent: Instant) {
-        if let Some(last) = self.last_intended.replace(intended) {
-            // An average over the last ~64 gaps: the plan's rate, per worker.
-            let gap = intended.saturating_duration_since(last).as_secs_f64();
-            self.gap_s += (gap - self.gap_s) / 64.0;
-        }
+        self.pool.sent(intended);
         let req = self.next_request;
         self.next_request = (req + 1) % self.cfg.requests.len();
         self.busy += 1;
         let len = self.cfg.requests[req].bytes.len();
-        let lag = self.own_lag(intended, sent);
+        let lag = self.holds.own_lag(intended, sent);
         self.recorder(intended).record_send(lag, len as u64);
         let conn = &mut self.conns[slot];
         conn.busy = Some(super::conn::InFlight {
@@ -596,15 +433,7 @@ impl<P: Pacer> Worker<P> {
                 if let Some(f) = conn.finish() {
                     self.busy -= 1;
                     self.last_done = now;
-                    self.answers += 1;
-                    let service = now.saturating_duration_since(f.sent).as_micros();
-                    let service = u32::try_from(service).unwrap_or(u32::MAX);
-                    if self.recent.len() < RECENT {
-                        self.recent.push(service);
-                    } else {
-                        self.recent[self.recent_next] = service;
-                        self.recent_next = (self.recent_next + 1) % RECENT;
-                    }
+                    self.pool.answered(now.saturating_duration_since(f.sent));
                     self.recorder(f.intended).record_response(
                         done.status,
                         now.saturating_duration_since(f.intended),
@@ -635,8 +464,7 @@ impl<P: Pacer> Worker<P> {
         } else {
             if !self.conns[slot].answered && self.paced_growth {
                 // Turned away: the target is at its limit of connections.
-                self.pool_target = self.pool_target.min(self.conns.len()).max(1);
-                self.hold_until = Some(Instant::now() + HOLD);
+                self.pool.turned_away(Instant::now(), self.conns.len());
             }
             let generation = self.conns[slot].generation;
             self.idle.retain(|&(s, g)| (s, g) != (slot, generation));
@@ -685,47 +513,6 @@ impl<P: Pacer> Worker<P> {
         for slot in slots {
             self.settle(slot, Step::Fail(ErrorKind::Canceled));
         }
-    }
-
-    /// Grows the pool when it is what holds the worker back (module doc).
-    fn size_pool(&mut self, now: Instant) {
-        let span = now.saturating_duration_since(self.last_sized).as_secs_f64();
-        let (starved, polled) = (self.starved.as_secs_f64(), self.polled.as_secs_f64());
-        let starved = polled > MIN_IDLE * span && starved > STARVED * polled;
-        // Responses per second over this sweep and the last.
-        let rate =
-            (self.answers + self.answers_before) as f64 / (span + self.span_before).max(1e-9);
-        (self.answers_before, self.span_before) = (std::mem::take(&mut self.answers), span);
-        (self.starved, self.polled) = (Duration::ZERO, Duration::ZERO);
-        self.last_sized = now;
-        let held = self.hold_until.is_some_and(|t| now < t);
-        if !(starved && self.was_starved && !held) {
-            self.was_starved = starved;
-            return;
-        }
-        self.was_starved = false;
-        if self.grown_at.is_some_and(|before| rate < before * 1.05) {
-            // The last growth brought no more responses: the target, not
-            // the pool, is the limit.
-            (self.hold_until, self.grown_at) = (Some(now + HOLD), None);
-            return;
-        }
-        let size = self.pool_target.max(self.conns.len());
-        self.pool_target = (size + (size / 2).max(1)).min(self.little_bound());
-        self.grown_at = Some(rate);
-    }
-
-    /// The most connections Little's law allows the pool (see [`HEADROOM`]).
-    fn little_bound(&self) -> usize {
-        if self.recent.is_empty() || self.gap_s <= 0.0 {
-            return FIRST_POOL;
-        }
-        let mut sorted = [0u32; RECENT];
-        let sorted = &mut sorted[..self.recent.len()];
-        sorted.copy_from_slice(&self.recent);
-        let mid = sorted.len() / 2;
-        let median_s = f64::from(*sorted.select_nth_unstable(mid).1) / 1e6;
-        (HEADROOM * median_s / self.gap_s).ceil() as usize + FIRST_POOL
     }
 
     fn flush(&mut self, shared: &Mutex<Recorder>) {
