@@ -123,6 +123,52 @@ pub struct Outcome {
     pub connections: Connections,
 }
 
+/// What the workers measured over one interval of a run.
+pub struct Interval {
+    /// Everything recorded in the interval, all workers merged.
+    pub recorder: Recorder,
+    /// Where the interval begins, from the start of the measured part.
+    pub offset: Duration,
+    /// How long it lasted.
+    pub len: Duration,
+}
+
+/// The intervals of a run ([`Run::intervals`]); ends after the workers do.
+pub struct Intervals<'a> {
+    run: &'a Run,
+    every: Duration,
+    last: Instant,
+    done: bool,
+}
+
+/// How often [`Intervals`] looks whether an interval is due.
+const WATCH_POLL: Duration = Duration::from_millis(50);
+
+impl Iterator for Intervals<'_> {
+    type Item = Interval;
+
+    fn next(&mut self) -> Option<Interval> {
+        while !self.done {
+            std::thread::sleep(WATCH_POLL);
+            let finished = self.run.is_finished();
+            let now = Instant::now();
+            if now.saturating_duration_since(self.last) >= self.every || finished {
+                self.done = finished;
+                let interval = Interval {
+                    recorder: self.run.take_interval(),
+                    offset: self
+                        .last
+                        .saturating_duration_since(self.run.measured_from()),
+                    len: now.saturating_duration_since(self.last),
+                };
+                self.last = now;
+                return Some(interval);
+            }
+        }
+        None
+    }
+}
+
 /// One worker's part of a run, before its pacer is chosen.
 struct Work<'a> {
     cfg: WorkerConfig,
@@ -236,6 +282,18 @@ impl Run {
     /// Whether every worker has finished.
     pub fn is_finished(&self) -> bool {
         self.handles.iter().all(|h| h.is_finished())
+    }
+
+    /// What the workers measure, every `every` while they run and once more
+    /// when they have finished: the one watch loop behind live progress,
+    /// interval logs and the lab's timelines. Blocks between items.
+    pub fn intervals(&self, every: Duration) -> Intervals<'_> {
+        Intervals {
+            run: self,
+            every,
+            last: self.measured_from(),
+            done: false,
+        }
     }
 
     /// What all workers measured since the last call (workers hand over

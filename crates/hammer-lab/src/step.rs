@@ -5,10 +5,9 @@
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hammer_core::plan::RatePlan;
-use hammer_core::recorder::Recorder;
 use hammer_core::result::{quantile_ms, RunResult};
 use serde::{Deserialize, Serialize};
 
@@ -59,30 +58,19 @@ pub fn run_step(
     // One run: the warm-up is its unmeasured lead, on the same connections,
     // so the measured part starts with the pool the rate needs.
     let run = Run::start(config(load, rate, warmup, measure)?, stop.clone())?;
-    let start = run.measured_from();
-    let (mut ticks, mut last) = (Vec::new(), start);
-    loop {
-        std::thread::sleep(Duration::from_millis(50));
-        let finished = run.is_finished();
-        let now = Instant::now();
-        if now.saturating_duration_since(last) >= Duration::from_secs(1) || finished {
-            let interval: Recorder = run.take_interval();
-            let len = now.saturating_duration_since(last).as_secs_f64().max(1e-3);
-            if interval.completed() > 0 {
-                let t = Tick {
-                    t_s: now.saturating_duration_since(start).as_secs_f64(),
-                    rate: interval.completed() as f64 / len,
-                    p50_ms: quantile_ms(interval.latency(), 0.5),
-                    p99_ms: quantile_ms(interval.latency(), 0.99),
-                    errors: interval.failed(),
-                };
-                tick(&t);
-                ticks.push(t);
-            }
-            last = now;
-        }
-        if finished {
-            break;
+    let mut ticks = Vec::new();
+    for interval in run.intervals(Duration::from_secs(1)) {
+        let recorder = &interval.recorder;
+        if recorder.completed() > 0 {
+            let t = Tick {
+                t_s: (interval.offset + interval.len).as_secs_f64(),
+                rate: recorder.completed() as f64 / interval.len.as_secs_f64().max(1e-3),
+                p50_ms: quantile_ms(recorder.latency(), 0.5),
+                p99_ms: quantile_ms(recorder.latency(), 0.99),
+                errors: recorder.failed(),
+            };
+            tick(&t);
+            ticks.push(t);
         }
     }
     let outcome = run.join()?;

@@ -6,7 +6,7 @@ use std::io::{BufWriter, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::progress::{Goal, Progress};
 use anyhow::{Context, Result};
@@ -96,25 +96,12 @@ fn watch(run: Run, progress: &mut Progress, hdr_log: Option<&Path>) -> Result<Ou
         ),
         None => None,
     };
-    let start = run.started_at();
-    let mut last = start;
-    loop {
-        std::thread::sleep(Duration::from_millis(50));
-        let finished = run.is_finished();
-        let now = Instant::now();
-        if now.saturating_duration_since(last) >= Duration::from_secs(1) || finished {
-            let interval = run.take_interval();
-            let len = now.saturating_duration_since(last);
-            progress.update(&interval, len, now.saturating_duration_since(start));
-            if let Some(log) = &mut log {
-                let offset = last.saturating_duration_since(start);
-                log.write_histogram(interval.latency(), offset, len, None)
-                    .map_err(|e| anyhow::anyhow!("writing the HdrHistogram log: {e:?}"))?;
-            }
-            last = now;
-        }
-        if finished {
-            break;
+    for interval in run.intervals(Duration::from_secs(1)) {
+        let (offset, len) = (interval.offset, interval.len);
+        progress.update(&interval.recorder, len, offset + len);
+        if let Some(log) = &mut log {
+            log.write_histogram(interval.recorder.latency(), offset, len, None)
+                .map_err(|e| anyhow::anyhow!("writing the HdrHistogram log: {e:?}"))?;
         }
     }
     drop(log);
