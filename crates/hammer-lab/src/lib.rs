@@ -349,10 +349,12 @@ fn knee_if_due(
     deadline: Instant,
     observer: &mut dyn Observer,
 ) -> Result<Option<Knee>> {
+    // The first rate where latency broke, even where hammer lagged too:
+    // the target's profile there is still the one to read.
     let knee_rate = report
         .steps
         .iter()
-        .filter(|s| s.judgement.verdict == Verdict::Fail)
+        .filter(|s| s.judgement.verdict != Verdict::Pass)
         .map(|s| s.rate)
         .min_by(f64::total_cmp);
     let Some(rate) = knee_rate else {
