@@ -195,6 +195,10 @@ pub struct Run {
     closed: bool,
 }
 
+/// Open loop: how long past its window a worker may still send requests
+/// that were due within it.
+const LATE_GRACE: Duration = Duration::from_secs(1);
+
 /// Workers get a moment to start before the first request is due, so the
 /// schedule does not begin late.
 const LEAD_IN: Duration = Duration::from_millis(5);
@@ -223,7 +227,13 @@ impl Run {
                 timeout: cfg.timeout,
                 connect_timeout: cfg.connect_timeout,
                 keepalive: cfg.keepalive,
-                deadline: cfg.limit.window.map(|d| start + d),
+                // The pacer ends an open loop at the window; past it, requests
+                // already due may still go out for a moment (they wait for a
+                // connection the target holds), rather than vanish.
+                deadline: cfg
+                    .limit
+                    .window
+                    .map(|d| start + d + if closed { Duration::ZERO } else { LATE_GRACE }),
                 start,
                 measure_from: (!cfg.warmup.is_zero()).then(|| start + cfg.warmup),
                 first_request: i % requests.len(),

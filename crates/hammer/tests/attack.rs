@@ -461,6 +461,7 @@ fn a_hiccup_does_not_start_a_connection_storm() {
 /// rate of 5/s, because the Poisson pacer's send window ignored `-n`.
 #[test]
 fn poisson_count_limit_keeps_the_rate() {
+    let _cpu = exclusive();
     let server = Server::start(Behavior::Fast);
     let v = hammer_json(
         &[
@@ -489,6 +490,7 @@ fn poisson_count_limit_keeps_the_rate() {
 /// loop with an SLO, a closed loop with errors, and their merge.
 #[test]
 fn results_match_the_schema() {
+    let _cpu = exclusive();
     let ok = Server::start(Behavior::Fast);
     let open = hammer_json(
         &["-r", "200", "-d", "1s", "--slo", "p99<1s", &ok.url("/")],
