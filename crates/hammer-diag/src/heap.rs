@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use crate::middleware::error_response;
 
 /// How to switch heap profiling on, for the 501.
-pub const HOW_TO_ENABLE: &str =
+pub(crate) const HOW_TO_ENABLE: &str =
     "heap profiling is off: build hammer-diag with the `heap` feature, \
 use tikv-jemallocator (feature `profiling`) as the global allocator, and export \
 `_rjem_malloc_conf = \"prof:true,prof_active:true,lg_prof_sample:19\"` (see hammer-diag's README)";
@@ -36,9 +36,14 @@ pub(crate) async fn heap() -> Response {
     }
 }
 
+/// jemalloc's profiler could not dump the heap (a 500).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct HeapError(Box<dyn std::error::Error + Send + Sync>);
+
 /// The gzip'd pprof heap profile, or `None` when profiling is off.
 #[cfg(feature = "heap")]
-async fn dump() -> Result<Option<Vec<u8>>, String> {
+async fn dump() -> Result<Option<Vec<u8>>, HeapError> {
     let Some(ctl) = jemalloc_pprof::PROF_CTL.as_ref() else {
         return Ok(None);
     };
@@ -46,10 +51,10 @@ async fn dump() -> Result<Option<Vec<u8>>, String> {
     if !ctl.activated() {
         return Ok(None);
     }
-    ctl.dump_pprof().map(Some).map_err(|e| e.to_string())
+    ctl.dump_pprof().map(Some).map_err(|e| HeapError(e.into()))
 }
 
 #[cfg(not(feature = "heap"))]
-async fn dump() -> Result<Option<Vec<u8>>, String> {
+async fn dump() -> Result<Option<Vec<u8>>, HeapError> {
     Ok(None)
 }

@@ -45,16 +45,16 @@
 //! # }
 //! ```
 
-pub mod callgrind;
-pub mod connections;
-pub mod heap;
-pub mod metrics;
-pub mod middleware;
-pub mod profile;
+mod callgrind;
+mod connections;
+mod heap;
+mod metrics;
+mod middleware;
+mod profile;
 pub mod query;
-pub mod routes;
-pub mod serve;
-pub mod tasks;
+mod routes;
+mod serve;
+mod tasks;
 pub mod trace;
 
 use std::sync::atomic::AtomicBool;
@@ -67,7 +67,8 @@ use tokio::net::TcpListener;
 
 use connections::Connections;
 use metrics::Metrics;
-pub use middleware::{error_response, install_panic_hook, new_request_id, REQUEST_ID};
+use middleware::install_panic_hook;
+pub use middleware::{error_response, REQUEST_ID};
 pub use serve::Shutdown;
 
 /// Timeouts of a service.

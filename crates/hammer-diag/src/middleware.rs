@@ -38,10 +38,6 @@ pub const REQUEST_ID: &str = "x-request-id";
 static REQUEST_ID_HEADER: HeaderName = HeaderName::from_static(REQUEST_ID);
 
 /// A semi-unique request ID: 16 hex digits, different across restarts.
-pub fn new_request_id() -> String {
-    String::from_utf8_lossy(&new_request_id_bytes()).into_owned()
-}
-
 fn new_request_id_bytes() -> [u8; 16] {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     static SEED: OnceLock<u64> = OnceLock::new();
@@ -341,10 +337,10 @@ mod tests {
 
     #[test]
     fn request_ids_are_sixteen_hex_digits_and_differ() {
-        let a = new_request_id();
-        let b = new_request_id();
+        let a = new_request_id_bytes();
+        let b = new_request_id_bytes();
         assert_eq!(a.len(), 16);
-        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()), "{a}");
+        assert!(a.iter().all(|c| c.is_ascii_hexdigit()), "{a:?}");
         assert_ne!(a, b);
     }
 

@@ -16,15 +16,15 @@ use pprof::protos::Message as _;
 
 use crate::callgrind;
 use crate::middleware::error_response;
-use crate::query;
+use crate::query::{self, QueryError};
 use crate::Shared;
 
 /// Longest profile accepted.
-pub const MAX_SECONDS: u64 = 300;
+pub(crate) const MAX_SECONDS: u64 = 300;
 
 /// What to return.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
+pub(crate) enum Format {
     /// gzip'd pprof protobuf.
     Pprof,
     /// SVG flame graph.
@@ -35,19 +35,19 @@ pub enum Format {
 
 /// A parsed profile request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ProfileRequest {
+pub(crate) struct ProfileRequest {
     /// How long to sample.
-    pub seconds: u64,
+    pub(crate) seconds: u64,
     /// Samples per second per thread.
-    pub hz: i32,
+    pub(crate) hz: i32,
     /// Output format.
-    pub format: Format,
+    pub(crate) format: Format,
 }
 
 impl ProfileRequest {
     /// Parses `seconds` (1..=300, default 30), `hz` (1..=1000, default 99)
     /// and `format` (pprof, flamegraph, callgrind).
-    pub fn parse(query: Option<&str>) -> Result<Self, String> {
+    pub(crate) fn parse(query: Option<&str>) -> Result<Self, QueryError> {
         let mut req = ProfileRequest {
             seconds: 30,
             hz: 99,
@@ -63,13 +63,20 @@ impl ProfileRequest {
                         "flamegraph" | "svg" => Format::Flamegraph,
                         "callgrind" => Format::Callgrind,
                         _ => {
-                            return Err(format!(
-                                "format must be pprof, flamegraph or callgrind, got {v:?}"
-                            ))
+                            return Err(QueryError::NotOneOf {
+                                name: "format",
+                                value: v.to_string(),
+                                allowed: "pprof, flamegraph or callgrind",
+                            })
                         }
                     }
                 }
-                _ => return Err(format!("unknown parameter {k:?}: use seconds, hz, format")),
+                _ => {
+                    return Err(QueryError::Unknown {
+                        name: k.to_string(),
+                        known: "seconds, hz, format",
+                    })
+                }
             }
         }
         Ok(req)
@@ -91,7 +98,7 @@ pub(crate) async fn profile(
 ) -> Response {
     let req = match ProfileRequest::parse(query.as_deref()) {
         Ok(r) => r,
-        Err(e) => return error_response(StatusCode::BAD_REQUEST, &e),
+        Err(e) => return error_response(StatusCode::BAD_REQUEST, &e.to_string()),
     };
     if shared.profiling.swap(true, Ordering::SeqCst) {
         return error_response(
@@ -117,22 +124,34 @@ pub(crate) async fn profile(
     }
 }
 
-fn sample(req: ProfileRequest) -> Result<Response, String> {
+/// Why a profile could not be taken or encoded (a 500).
+#[derive(Debug, thiserror::Error)]
+enum ProfileError {
+    #[error(transparent)]
+    Profiler(#[from] pprof::Error),
+    #[error("encoding the protobuf: {0}")]
+    Encode(Box<dyn std::error::Error + Send + Sync>),
+    #[error("compressing: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+fn sample(req: ProfileRequest) -> Result<Response, ProfileError> {
     let guard = pprof::ProfilerGuardBuilder::default()
         .frequency(req.hz)
         .blocklist(&["libc", "libgcc", "pthread", "vdso"])
-        .build()
-        .map_err(|e| e.to_string())?;
+        .build()?;
     std::thread::sleep(Duration::from_secs(req.seconds));
-    let report = guard.report().build().map_err(|e| e.to_string())?;
+    let report = guard.report().build()?;
     drop(guard);
     Ok(match req.format {
         Format::Pprof => {
-            let profile = report.pprof().map_err(|e| e.to_string())?;
-            let bytes = profile.write_to_bytes().map_err(|e| e.to_string())?;
+            let profile = report.pprof()?;
+            let bytes = profile
+                .write_to_bytes()
+                .map_err(|e| ProfileError::Encode(e.into()))?;
             let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-            gz.write_all(&bytes).map_err(|e| e.to_string())?;
-            let body = gz.finish().map_err(|e| e.to_string())?;
+            gz.write_all(&bytes)?;
+            let body = gz.finish()?;
             (
                 [
                     (header::CONTENT_TYPE, "application/octet-stream"),
@@ -147,7 +166,7 @@ fn sample(req: ProfileRequest) -> Result<Response, String> {
         }
         Format::Flamegraph => {
             let mut svg = Vec::new();
-            report.flamegraph(&mut svg).map_err(|e| e.to_string())?;
+            report.flamegraph(&mut svg)?;
             ([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response()
         }
         Format::Callgrind => {

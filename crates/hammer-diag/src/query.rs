@@ -14,8 +14,35 @@ pub fn pairs(query: Option<&str>) -> impl Iterator<Item = (&str, &str)> {
         .map(|p| p.split_once('=').unwrap_or((p, "")))
 }
 
+/// Why a diagnostics endpoint refused its query string (a 400).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum QueryError {
+    /// A number outside its range, or not a number.
+    #[error("{name} must be between {min} and {max}, got {value:?}")]
+    OutOfRange {
+        name: &'static str,
+        value: String,
+        min: String,
+        max: String,
+    },
+    /// A value that is none of the allowed words.
+    #[error("{name} must be {allowed}, got {value:?}")]
+    NotOneOf {
+        name: &'static str,
+        value: String,
+        allowed: &'static str,
+    },
+    /// A parameter the endpoint does not take.
+    #[error("unknown parameter {name:?}: use {known}")]
+    Unknown { name: String, known: &'static str },
+}
+
 /// Parses `value` as a number within `range`, or says why not.
-pub fn bounded<T>(name: &str, value: &str, range: RangeInclusive<T>) -> Result<T, String>
+pub(crate) fn bounded<T>(
+    name: &'static str,
+    value: &str,
+    range: RangeInclusive<T>,
+) -> Result<T, QueryError>
 where
     T: FromStr + PartialOrd + Display,
 {
@@ -23,12 +50,11 @@ where
         .parse::<T>()
         .ok()
         .filter(|v| range.contains(v))
-        .ok_or_else(|| {
-            format!(
-                "{name} must be between {} and {}, got {value:?}",
-                range.start(),
-                range.end()
-            )
+        .ok_or_else(|| QueryError::OutOfRange {
+            name,
+            value: value.to_string(),
+            min: range.start().to_string(),
+            max: range.end().to_string(),
         })
 }
 
@@ -42,8 +68,10 @@ mod tests {
         assert_eq!(got, vec![("a", "1"), ("b", ""), ("c", "x=y")]);
         assert_eq!(bounded("seconds", "5", 1..=300u64), Ok(5));
         assert_eq!(
-            bounded("seconds", "301", 1..=300u64),
-            Err("seconds must be between 1 and 300, got \"301\"".to_string())
+            bounded("seconds", "301", 1..=300u64)
+                .unwrap_err()
+                .to_string(),
+            "seconds must be between 1 and 300, got \"301\""
         );
         assert!(bounded("hz", "x", 1..=1000i32).is_err());
     }

@@ -24,11 +24,11 @@ use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::middleware::error_response;
-use crate::query;
+use crate::query::{self, QueryError};
 use crate::Shared;
 
 /// Longest trace window accepted.
-pub const MAX_SECONDS: u64 = 60;
+pub(crate) const MAX_SECONDS: u64 = 60;
 /// Most spans one window keeps; later ones are dropped (and counted).
 const MAX_SPANS: usize = 1_000_000;
 
@@ -95,7 +95,7 @@ impl Visit for Fields<'_> {
 }
 
 /// The layer that records spans during a capture window.
-pub struct Capture;
+pub(crate) struct Capture;
 
 impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Capture {
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
@@ -227,12 +227,17 @@ pub(crate) fn span_may_be_enabled(level: tracing::Level) -> bool {
     logs == NO_GATE || level_rank(Some(level)) <= logs || ACTIVE.load(Ordering::Relaxed)
 }
 
-fn parse_seconds(query: Option<&str>) -> Result<u64, String> {
+fn parse_seconds(query: Option<&str>) -> Result<u64, QueryError> {
     let mut seconds = 1;
     for (k, v) in query::pairs(query) {
         match k {
             "seconds" => seconds = query::bounded("seconds", v, 1..=MAX_SECONDS)?,
-            _ => return Err(format!("unknown parameter {k:?}: use seconds")),
+            _ => {
+                return Err(QueryError::Unknown {
+                    name: k.to_string(),
+                    known: "seconds",
+                })
+            }
         }
     }
     Ok(seconds)
@@ -244,7 +249,7 @@ pub(crate) async fn trace(
 ) -> Response {
     let seconds = match parse_seconds(query.as_deref()) {
         Ok(s) => s,
-        Err(e) => return error_response(StatusCode::BAD_REQUEST, &e),
+        Err(e) => return error_response(StatusCode::BAD_REQUEST, &e.to_string()),
     };
     if ACTIVE.load(Ordering::SeqCst) {
         return error_response(
