@@ -8,6 +8,8 @@
 //! - [`slo`]: SLO expressions and their verdict.
 //! - [`targets`]: request targets and vegeta's targets file format.
 //! - [`capacity`]: step verdicts, the capacity search, N+1 plans, USL fits.
+//! - [`steps`]: a lab step's rate, length and USL point.
+//! - [`diagnostics`]: a service's metrics and profile, read.
 //!
 //! The engine in the `hammer` crate drives sockets with these pieces.
 //!
@@ -24,9 +26,11 @@
 //! ```
 
 pub mod capacity;
+pub mod diagnostics;
 pub mod pacer;
 pub mod plan;
 pub mod recorder;
 pub mod result;
 pub mod slo;
+pub mod steps;
 pub mod targets;

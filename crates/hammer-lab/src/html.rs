@@ -8,13 +8,14 @@
 use std::fmt::Write;
 use std::path::Path;
 
-use anyhow::{Context, Result};
 use hammer_core::capacity::Verdict;
 use hammer_core::slo::Slo;
 use plotters::prelude::*;
 
 use super::summary::capacity_line;
-use super::{LabReport, StepRecord, TargetReport};
+use super::{LabError, LabReport, StepRecord, TargetReport};
+
+type Result<T> = std::result::Result<T, LabError>;
 
 const W: u32 = 640;
 const H: u32 = 360;
@@ -32,7 +33,8 @@ const PALETTE: [RGBColor; 8] = [
 /// Writes `index.html` into `dir` (flame graph files must already be there).
 pub fn write(report: &LabReport, dir: &Path) -> Result<()> {
     let html = render(report, dir)?;
-    std::fs::write(dir.join("index.html"), html).context("writing index.html")
+    let path = dir.join("index.html");
+    std::fs::write(&path, html).map_err(LabError::write(path))
 }
 
 fn render(report: &LabReport, dir: &Path) -> Result<String> {
@@ -158,8 +160,10 @@ fn target(h: &mut String, t: &TargetReport, dir: &Path) -> Result<()> {
     if let Some(k) = &t.knee {
         let _ = write!(h, "<h3>At the knee: {} req/s</h3>", k.rate);
         if let Some(f) = &k.flamegraph_file {
-            let svg =
-                std::fs::read_to_string(dir.join(f)).with_context(|| format!("reading {f}"))?;
+            let svg = std::fs::read_to_string(dir.join(f)).map_err(|source| LabError::Read {
+                path: dir.join(f),
+                source,
+            })?;
             // A document of its own inside the page (srcdoc: data: URLs
             // are capped at 2 MB), so the flame graph's script and ids cannot
             // clash with the page's (two with --compare).
@@ -238,8 +242,11 @@ fn legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
         .map_err(plot_err)
 }
 
-fn plot_err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
-    anyhow::anyhow!("drawing a chart: {e:?}")
+fn plot_err<E: std::fmt::Debug>(e: E) -> LabError {
+    LabError::Draw {
+        what: "a chart".into(),
+        reason: format!("{e:?}"),
+    }
 }
 
 fn rate_range(steps: &[&StepRecord]) -> std::ops::Range<f64> {

@@ -1,67 +1,29 @@
-//! Provides what the lab pulls from a target's diagnostics listener while
-//! the knee step runs: a CPU profile in pprof format (from hammer-diag or
-//! Go's net/http/pprof alike), turned into folded stacks, a flame graph
-//! (inferno) and a list of the top functions; and a short trace.
+//! Provides what the lab makes of the CPU profile taken at the knee (pprof
+//! format, from hammer-diag or Go's net/http/pprof alike): folded stacks
+//! and a flame graph (inferno). The top functions are
+//! [`hammer_core::diagnostics::top_functions`].
 
 use std::collections::HashMap;
 use std::io::Read;
-use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
 use pprof::protos::{Message, Profile};
-use serde::{Deserialize, Serialize};
 
-/// One function's share of the profile.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TopFunction {
-    /// Symbolized name.
-    pub name: String,
-    /// Share of samples with this function on top of the stack, %.
-    pub self_pct: f64,
-    /// Share of samples with this function anywhere on the stack, %.
-    pub total_pct: f64,
-}
-
-/// A GET with a bound on the whole exchange; non-2xx is an error with the body's text.
-pub fn get(url: &str, timeout: Duration) -> Result<Vec<u8>> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(timeout))
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let mut response = agent
-        .get(url)
-        .call()
-        .with_context(|| format!("GET {url}"))?;
-    let status = response.status();
-    let body = response
-        .body_mut()
-        .with_config()
-        .limit(512 << 20)
-        .read_to_vec()
-        .with_context(|| format!("reading {url}"))?;
-    if !status.is_success() {
-        bail!(
-            "GET {url}: {status}: {}",
-            String::from_utf8_lossy(&body).trim()
-        );
-    }
-    Ok(body)
-}
+use crate::LabError;
 
 /// Decodes a pprof profile (gzip'd or not) into folded stacks, root first:
 /// `main;serve;handler 42`, one line per distinct stack.
-pub fn folded_stacks(pprof: &[u8]) -> Result<Vec<String>> {
+pub fn folded_stacks(pprof: &[u8]) -> Result<Vec<String>, LabError> {
     let raw = if pprof.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
         flate2::read::GzDecoder::new(pprof)
             .read_to_end(&mut out)
-            .context("gunzipping the profile")?;
+            .map_err(|e| LabError::Profile(format!("gunzipping: {e}")))?;
         out
     } else {
         pprof.to_vec()
     };
-    let profile = Profile::parse_from_bytes(&raw).context("decoding the pprof protobuf")?;
+    let profile = Profile::parse_from_bytes(&raw)
+        .map_err(|e| LabError::Profile(format!("decoding the pprof protobuf: {e}")))?;
     let text = |i: i64| -> &str {
         profile
             .string_table
@@ -115,44 +77,8 @@ pub fn folded_stacks(pprof: &[u8]) -> Result<Vec<String>> {
     Ok(lines)
 }
 
-/// The functions taking the most samples on top of the stack.
-pub fn top_functions(folded: &[String], n: usize) -> Vec<TopFunction> {
-    let mut own: HashMap<&str, i64> = HashMap::new();
-    let mut total: HashMap<&str, i64> = HashMap::new();
-    let mut all = 0i64;
-    for line in folded {
-        let Some((stack, count)) = line.rsplit_once(' ') else {
-            continue;
-        };
-        let count: i64 = count.parse().unwrap_or(0);
-        all += count;
-        let frames: Vec<&str> = stack.split(';').collect();
-        if let Some(leaf) = frames.last() {
-            *own.entry(leaf).or_default() += count;
-        }
-        let mut seen = std::collections::HashSet::new();
-        for f in frames {
-            if seen.insert(f) {
-                *total.entry(f).or_default() += count;
-            }
-        }
-    }
-    let pct = |v: i64| 100.0 * v as f64 / all.max(1) as f64;
-    let mut top: Vec<TopFunction> = own
-        .iter()
-        .map(|(name, &v)| TopFunction {
-            name: name.to_string(),
-            self_pct: pct(v),
-            total_pct: pct(total.get(name).copied().unwrap_or(v)),
-        })
-        .collect();
-    top.sort_by(|a, b| b.self_pct.total_cmp(&a.self_pct).then(a.name.cmp(&b.name)));
-    top.truncate(n);
-    top
-}
-
 /// Renders folded stacks as an interactive SVG flame graph.
-pub fn flame_graph(folded: &[String], title: &str) -> Result<Vec<u8>> {
+pub fn flame_graph(folded: &[String], title: &str) -> Result<Vec<u8>, LabError> {
     let mut options = inferno::flamegraph::Options::default();
     options.title = title.to_string();
     // Roots at the top: the wide frames are in view without scrolling
@@ -161,28 +87,70 @@ pub fn flame_graph(folded: &[String], title: &str) -> Result<Vec<u8>> {
     options.count_name = "samples".into();
     let mut svg = Vec::new();
     inferno::flamegraph::from_lines(&mut options, folded.iter().map(String::as_str), &mut svg)
-        .context("rendering the flame graph")?;
+        .map_err(|e| LabError::Draw {
+            what: "the flame graph".into(),
+            reason: e.to_string(),
+        })?;
     Ok(svg)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pprof::protos::{Function, Line, Location, Sample};
+
+    /// A profile of two stacks: main→serve (inlined parse) ×3, main→idle ×1.
+    fn profile() -> Vec<u8> {
+        let mut p = Profile::new();
+        p.string_table = ["", "main", "serve", "parse", "idle"]
+            .map(String::from)
+            .to_vec();
+        p.function = (1..=4)
+            .map(|i| {
+                let mut f = Function::new();
+                f.id = i;
+                f.name = i as i64;
+                f
+            })
+            .collect();
+        let location = |id: u64, functions: &[u64]| {
+            let mut l = Location::new();
+            l.id = id;
+            l.line = functions
+                .iter()
+                .map(|&f| {
+                    let mut line = Line::new();
+                    line.function_id = f;
+                    line
+                })
+                .collect();
+            l
+        };
+        // Location 2 is parse inlined into serve: innermost first.
+        p.location = vec![location(1, &[1]), location(2, &[3, 2]), location(3, &[4])];
+        let sample = |ids: &[u64], n: i64| {
+            let mut s = Sample::new();
+            s.location_id = ids.to_vec();
+            s.value = vec![n];
+            s
+        };
+        p.sample = vec![sample(&[2, 1], 3), sample(&[3, 1], 1), sample(&[3, 1], 0)];
+        p.write_to_bytes().unwrap()
+    }
 
     #[test]
-    fn top_functions_count_self_and_total_once_per_sample() {
-        let folded = vec![
-            "main;serve;parse 30".to_string(),
-            "main;serve;query;connect 50".to_string(),
-            "main;recurse;recurse 20".to_string(),
-        ];
-        let top = top_functions(&folded, 10);
-        assert_eq!(top[0].name, "connect");
-        assert_eq!(top[0].self_pct, 50.0);
-        let recurse = top.iter().find(|t| t.name == "recurse").unwrap();
-        assert_eq!((recurse.self_pct, recurse.total_pct), (20.0, 20.0));
-        assert_eq!(top_functions(&folded, 1).len(), 1);
+    fn folded_stacks_run_root_first_with_inlined_frames_and_read_gzip() {
+        let raw = profile();
+        let folded = folded_stacks(&raw).unwrap();
+        assert_eq!(folded, vec!["main;idle 1", "main;serve;parse 3"]);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &raw).unwrap();
+        assert_eq!(folded_stacks(&gz.finish().unwrap()).unwrap(), folded);
+        assert!(matches!(
+            folded_stacks(&[0x1f, 0x8b, 0]),
+            Err(LabError::Profile(_))
+        ));
         let svg = flame_graph(&folded, "t").unwrap();
-        assert!(String::from_utf8(svg).unwrap().contains("connect"));
+        assert!(String::from_utf8(svg).unwrap().contains("parse"));
     }
 }

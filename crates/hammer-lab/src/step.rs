@@ -14,6 +14,8 @@ use serde::{Deserialize, Serialize};
 use hammer_engine::request::Prepared;
 use hammer_engine::{Config, Mode, Run};
 
+use crate::Target;
+
 /// One second of a measured step.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Tick {
@@ -44,6 +46,19 @@ pub struct Load {
     pub workers: usize,
 }
 
+impl Target for Load {
+    fn step(
+        &self,
+        rate: f64,
+        warmup: Duration,
+        measure: Duration,
+        stop: &Arc<AtomicBool>,
+        tick: &mut dyn FnMut(Tick),
+    ) -> std::io::Result<RunResult> {
+        run_step(self, rate, warmup, measure, stop, tick)
+    }
+}
+
 /// Runs `rate` req/s for `warmup` (discarded) and then `measure`, calling
 /// `tick` with each measured second. Setting `stop` ends it early; what ran
 /// is still returned.
@@ -53,12 +68,11 @@ pub fn run_step(
     warmup: Duration,
     measure: Duration,
     stop: &Arc<AtomicBool>,
-    mut tick: impl FnMut(&Tick),
-) -> std::io::Result<(RunResult, Vec<Tick>)> {
+    mut tick: impl FnMut(Tick),
+) -> std::io::Result<RunResult> {
     // One run: the warm-up is its unmeasured lead, on the same connections,
     // so the measured part starts with the pool the rate needs.
     let run = Run::start(config(load, rate, warmup, measure)?, stop.clone())?;
-    let mut ticks = Vec::new();
     for interval in run.intervals(Duration::from_secs(1)) {
         let recorder = &interval.recorder;
         if recorder.completed() > 0 {
@@ -69,14 +83,14 @@ pub fn run_step(
                 p99_ms: quantile_ms(recorder.latency(), 0.99),
                 errors: recorder.failed(),
             };
-            tick(&t);
-            ticks.push(t);
+            tick(t);
         }
     }
     let outcome = run.join()?;
-    Ok((
-        RunResult::from_recorder(&outcome.recorder, Some(rate), outcome.window),
-        ticks,
+    Ok(RunResult::from_recorder(
+        &outcome.recorder,
+        Some(rate),
+        outcome.window,
     ))
 }
 

@@ -1,7 +1,7 @@
 //! Provides `hammer lab`: resolve the flags, start the built-in target(s)
 //! when no URL is given (mandelweb in a child process of this binary, on
 //! free loopback ports with its diagnostics listener), run the method of
-//! [`hammer::lab`] with a progress display, and write `report.json`,
+//! [`hammer_lab::Lab`] with a progress display, and write `report.json`,
 //! `index.html` and the summary. Ctrl-C stops it with the report of what ran.
 
 use std::io::{BufRead, BufReader, IsTerminal};
@@ -17,8 +17,9 @@ use hammer_core::slo::Slo;
 use hammer_core::targets::{parse_header, Target};
 use hammer_engine::limits;
 use hammer_engine::request::{prepare, Loaded};
+use hammer_lab::diag::HttpDiagnostics;
 use hammer_lab::step::{Load, Tick};
-use hammer_lab::{html, summary, LabReport, Machine, Observer, StepRecord, TargetSpec};
+use hammer_lab::{html, summary, About, Lab, LabReport, Machine, Observer, StepRecord};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::{bad_input, print_stdout, Exit};
@@ -52,11 +53,15 @@ pub fn run(args: LabArgs) -> Result<Exit> {
         interrupted: false,
         targets: Vec::new(),
     };
+    let lab = Lab::new(settings, &args.out, stop.clone(), deadline);
     for spec in &specs {
         // Started one at a time, so two built-in targets never share the CPU.
         let (target, _service) = spec.start(&args, connections)?;
-        let found =
-            hammer_lab::run_target(&target, &settings, &args.out, &stop, deadline, &mut display)?;
+        let diagnostics = target
+            .diag
+            .as_ref()
+            .map(|d| d as &dyn hammer_lab::Diagnostics);
+        let found = lab.run(&target.about, &target.load, diagnostics, &mut display)?;
         report.targets.push(found);
         if stop.load(Ordering::SeqCst) {
             break;
@@ -215,6 +220,13 @@ fn target_specs(args: &LabArgs) -> Result<Vec<Spec>> {
     })
 }
 
+/// A target ready for the method.
+struct Started {
+    about: About,
+    load: Load,
+    diag: Option<HttpDiagnostics>,
+}
+
 /// The built-in target's process, killed on drop.
 struct Service(Child);
 
@@ -228,7 +240,7 @@ impl Drop for Service {
 impl Spec {
     /// Starts the target if it is built in, checks it answers, and builds
     /// what the method needs.
-    fn start(&self, args: &LabArgs, connections: usize) -> Result<(TargetSpec, Option<Service>)> {
+    fn start(&self, args: &LabArgs, connections: usize) -> Result<(Started, Option<Service>)> {
         let (name, slug, url, diag, service) = match self {
             Spec::Url {
                 name,
@@ -292,22 +304,24 @@ impl Spec {
             connections,
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
         };
-        let spec = TargetSpec {
-            name: name.clone(),
-            slug: slug.clone(),
-            request: format!("{method} {url}"),
-            version: info_version(&origin.display),
-            diag,
+        let started = Started {
+            about: About {
+                name: name.clone(),
+                slug: slug.clone(),
+                request: format!("{method} {url}"),
+                version: info_version(&origin.display),
+            },
             load,
+            diag: diag.as_deref().map(HttpDiagnostics::new),
         };
-        probe(&spec, args, builtin_db)?;
-        Ok((spec, service))
+        probe(&started, args, builtin_db)?;
+        Ok((started, service))
     }
 }
 
 /// The version a hammer-diag (or Uptime-style) service reports at `/info`.
 fn info_version(origin: &str) -> Option<String> {
-    let body = hammer_lab::profile::get(&format!("{origin}/info"), Duration::from_secs(2)).ok()?;
+    let body = hammer_lab::diag::get(&format!("{origin}/info"), Duration::from_secs(2)).ok()?;
     let info: serde_json::Value = serde_json::from_slice(&body).ok()?;
     info["version"].as_str().map(String::from)
 }
@@ -377,15 +391,15 @@ fn spawn_mandelweb(
 
 /// One request before any step: the target must answer 2xx. The built-in
 /// find-by-age target gets its table seeded when it is missing.
-fn probe(spec: &TargetSpec, args: &LabArgs, builtin_db: bool) -> Result<()> {
+fn probe(target: &Started, args: &LabArgs, builtin_db: bool) -> Result<()> {
     // Whether one request succeeded, and else what came back.
     let once = || -> Result<(bool, String)> {
         let load = Load {
             connections: 1,
             workers: 1,
-            ..spec.load.clone()
+            ..target.load.clone()
         };
-        let (r, _) = hammer_lab::step::run_step(
+        let r = hammer_lab::step::run_step(
             &load,
             5.0,
             Duration::ZERO,
@@ -434,7 +448,7 @@ fn probe(spec: &TargetSpec, args: &LabArgs, builtin_db: bool) -> Result<()> {
     }
     Err(bad_input(format!(
         "{} does not answer with success before the lab starts (got {what}); fix the target or the request",
-        spec.request
+        target.about.request
     )))
 }
 

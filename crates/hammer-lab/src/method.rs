@@ -1,0 +1,330 @@
+//! Provides [`Lab`], the method run on one target: steps up until the SLO
+//! breaks, bisection to the capacity, notes on the search, the USL fit and
+//! the N+1 plan, then the knee profiled from the target's diagnostics while
+//! the knee rate runs again. Each target's run is a [`Method`] value that
+//! holds what its steps share, so no step threads eight parameters.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hammer_core::capacity::{instances_needed, judge, Search, Stop, Usl, Verdict};
+use hammer_core::diagnostics::top_functions;
+use hammer_core::result::GENERATOR_LIMIT_MS;
+use hammer_core::steps::{round_rate, step_length, usl_point};
+
+use crate::{
+    profile, About, Diagnostics, Knee, LabError, Observer, Plan, Settings, StepRecord, Target,
+    TargetReport,
+};
+
+/// Sampling rate of the knee's CPU profile (hammer-diag takes `hz`; Go's
+/// net/http/pprof ignores it and samples at 100 Hz).
+const PROFILE_HZ: u64 = 499;
+
+/// Functions listed from the knee's profile.
+const TOP_FUNCTIONS: usize = 15;
+
+/// The lab: how the method runs, where knee files go, when to stop.
+#[derive(Debug, Clone)]
+pub struct Lab {
+    settings: Settings,
+    dir: PathBuf,
+    stop: Arc<AtomicBool>,
+    deadline: Instant,
+}
+
+impl Lab {
+    /// A lab that writes knee files into `dir`, stops when `stop` is set
+    /// (reporting what ran) and starts no step that would end past `deadline`.
+    pub fn new(settings: Settings, dir: &Path, stop: Arc<AtomicBool>, deadline: Instant) -> Lab {
+        Lab {
+            settings,
+            dir: dir.to_path_buf(),
+            stop,
+            deadline,
+        }
+    }
+
+    /// How the method runs.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Runs the method on `target`, profiling its knee through
+    /// `diagnostics` when given.
+    pub fn run(
+        &self,
+        about: &About,
+        target: &dyn Target,
+        diagnostics: Option<&dyn Diagnostics>,
+        observer: &mut dyn Observer,
+    ) -> Result<TargetReport, LabError> {
+        let mut method = Method {
+            lab: self,
+            about,
+            target,
+            observer,
+            report: TargetReport {
+                name: about.name.clone(),
+                request: about.request.clone(),
+                version: about.version.clone(),
+                slo: self.settings.slo_text.clone(),
+                steps: Vec::new(),
+                capacity: None,
+                stopped: None,
+                knee: None,
+                usl: None,
+                plan: None,
+                notes: Vec::new(),
+            },
+        };
+        method.search()?;
+        method.conclude();
+        match diagnostics {
+            Some(diagnostics) => method.report.knee = method.knee(diagnostics)?,
+            None if method.knee_rate().is_some() => method.report.notes.push(
+                "no profile at the knee: give --diag URL of the target's diagnostics listener"
+                    .into(),
+            ),
+            None => {}
+        }
+        Ok(method.report)
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    /// Whether `length` more of running fits in the budget.
+    fn fits(&self, length: Duration) -> bool {
+        Instant::now() + length <= self.deadline
+    }
+}
+
+/// The method on one target, in progress.
+struct Method<'a> {
+    lab: &'a Lab,
+    about: &'a About,
+    target: &'a dyn Target,
+    observer: &'a mut dyn Observer,
+    report: TargetReport,
+}
+
+impl Method<'_> {
+    /// Steps up, then bisects, until the search ends, the budget runs out
+    /// or Ctrl-C.
+    fn search(&mut self) -> Result<(), LabError> {
+        let s = &self.lab.settings;
+        let mut search = Search::new(s.start_rate, s.growth, s.precision, s.max_rate);
+        while let Some(rate) = search.next_rate() {
+            let rate = round_rate(rate);
+            let measure = step_length(rate, s.step, s.min_requests, s.max_step);
+            if self.lab.stopped() {
+                break;
+            }
+            if self.report.steps.iter().any(|step| step.rate == rate) {
+                self.report.notes.push(format!(
+                    "the search came back to {rate} req/s; stopped there"
+                ));
+                break;
+            }
+            if !self.lab.fits(s.warmup + measure) {
+                self.report.notes.push(format!(
+                    "the --budget ran out before the step at {rate} req/s; the search is incomplete"
+                ));
+                break;
+            }
+            let step = self.measure(rate, measure)?;
+            if self.lab.stopped() {
+                self.report.notes.push(format!(
+                    "interrupted during the step at {rate} req/s (kept, not judged)"
+                ));
+                self.report.steps.push(step);
+                break;
+            }
+            search.record(rate, step.judgement.verdict);
+            self.report.steps.push(step);
+        }
+        self.report.stopped = search.stopped();
+        self.report.capacity = search.capacity();
+        Ok(())
+    }
+
+    /// Notes on the search, the USL fit and the N+1 plan.
+    fn conclude(&mut self) {
+        let report = &mut self.report;
+        if report.stopped == Some(Stop::GeneratorLimited) {
+            report.notes.push(format!(
+                "hammer could not keep its own schedule (lag p99 > {GENERATOR_LIMIT_MS} ms): the capacity \
+                 found is a lower bound; run the generator on another machine or with --shard"
+            ));
+        }
+        if report
+            .steps
+            .iter()
+            .any(|s| s.judgement.generator_lagged && s.judgement.verdict == Verdict::Pass)
+        {
+            report.notes.push(format!(
+                "some passing steps had hammer lagging its schedule by > {GENERATOR_LIMIT_MS} ms p99 \
+                 (their latency is, if anything, overstated)"
+            ));
+        }
+        let points: Vec<(f64, f64)> = report
+            .steps
+            .iter()
+            .filter_map(|s| usl_point(&s.result))
+            .collect();
+        report.usl = Usl::fit(&points);
+        report.plan = match (self.lab.settings.expected_load, report.capacity) {
+            (Some(expected), Some(c)) if c.rate > 0.0 => Some(Plan {
+                expected_load: expected,
+                per_instance: c.rate,
+                instances: instances_needed(expected, c.rate),
+            }),
+            _ => None,
+        };
+    }
+
+    /// The first rate where latency broke, even where hammer lagged too:
+    /// the target's profile there is still the one to read.
+    fn knee_rate(&self) -> Option<f64> {
+        self.report
+            .steps
+            .iter()
+            .filter(|s| s.judgement.verdict != Verdict::Pass)
+            .map(|s| s.rate)
+            .min_by(f64::total_cmp)
+    }
+
+    /// Profiles the knee when there is one and the budget and Ctrl-C allow.
+    fn knee(&mut self, diagnostics: &dyn Diagnostics) -> Result<Option<Knee>, LabError> {
+        let Some(rate) = self.knee_rate() else {
+            return Ok(None);
+        };
+        if self.lab.stopped() {
+            return Ok(None);
+        }
+        let s = &self.lab.settings;
+        if !self
+            .lab
+            .fits(s.warmup + Duration::from_secs(s.profile_seconds + 2))
+        {
+            self.report
+                .notes
+                .push("no profile at the knee: the --budget ran out".into());
+            return Ok(None);
+        }
+        self.observer.note(&format!(
+            "profiling {} at the knee, {rate} req/s, for {} s",
+            self.about.name, s.profile_seconds
+        ));
+        self.profile_knee(diagnostics, rate).map(Some)
+    }
+
+    /// Runs the knee rate again while a second thread fetches a CPU profile
+    /// and, a second into it, a 1 s trace.
+    fn profile_knee(&mut self, diagnostics: &dyn Diagnostics, rate: f64) -> Result<Knee, LabError> {
+        let secs = self.lab.settings.profile_seconds;
+        let lead = self.lab.settings.warmup + Duration::from_millis(500);
+        let measure = Duration::from_secs(secs + 1);
+        let cpu_before = diagnostics.cpu_seconds().map(|c| (c, Instant::now()));
+        let (step, (pprof, trace)) = std::thread::scope(|scope| {
+            let fetch = scope.spawn(|| {
+                std::thread::sleep(lead);
+                let trace = scope.spawn(|| {
+                    std::thread::sleep(Duration::from_secs(1));
+                    diagnostics.trace(1)
+                });
+                let pprof = diagnostics.cpu_profile(secs, PROFILE_HZ);
+                (
+                    pprof,
+                    trace.join().unwrap_or_else(|_| Err(panicked("trace"))),
+                )
+            });
+            let step = self.measure(rate, measure);
+            let fetched = fetch
+                .join()
+                .unwrap_or_else(|_| (Err(panicked("profile")), Err(panicked("trace"))));
+            (step, fetched)
+        });
+        let step = step?;
+        let cores_busy = cpu_before.and_then(|(before, t0)| {
+            let after = diagnostics.cpu_seconds()?;
+            Some((after - before) / t0.elapsed().as_secs_f64())
+        });
+        let mut knee = Knee {
+            rate,
+            step: Some(step),
+            profile_file: None,
+            flamegraph_file: None,
+            trace_file: None,
+            top: Vec::new(),
+            cores_busy,
+            problems: Vec::new(),
+        };
+        match pprof {
+            Ok(bytes) => {
+                knee.profile_file = Some(self.write("profile.pb.gz", &bytes)?);
+                match profile::folded_stacks(&bytes) {
+                    Ok(folded) if !folded.is_empty() => {
+                        knee.top = top_functions(&folded, TOP_FUNCTIONS);
+                        let title = format!("{} at {rate} req/s (the knee)", self.about.name);
+                        let svg = profile::flame_graph(&folded, &title)?;
+                        knee.flamegraph_file = Some(self.write("flamegraph.svg", &svg)?);
+                    }
+                    Ok(_) => knee.problems.push("the profile has no samples".into()),
+                    Err(e) => knee.problems.push(e.to_string()),
+                }
+            }
+            Err(e) => knee.problems.push(format!("CPU profile: {e}")),
+        }
+        match trace {
+            Ok(bytes) => knee.trace_file = Some(self.write("trace.json", &bytes)?),
+            Err(e) => knee.problems.push(format!("trace: {e}")),
+        }
+        Ok(knee)
+    }
+
+    /// Runs and judges one step at `rate`, measured for `measure`.
+    fn measure(&mut self, rate: f64, measure: Duration) -> Result<StepRecord, LabError> {
+        let s = &self.lab.settings;
+        self.observer.step_started(&self.about.name, rate, measure);
+        let mut timeline = Vec::new();
+        let observer = &mut *self.observer;
+        let result = self
+            .target
+            .step(rate, s.warmup, measure, &self.lab.stop, &mut |tick| {
+                observer.tick(&tick);
+                timeline.push(tick);
+            })
+            .map_err(|source| LabError::Step { rate, source })?;
+        let step = StepRecord {
+            rate,
+            judgement: judge(&result, &s.slo, s.max_error_rate),
+            low_confidence: result.requests < s.min_requests,
+            result,
+            timeline,
+        };
+        if !self.lab.stopped() {
+            self.observer.step_done(&step);
+        }
+        Ok(step)
+    }
+
+    /// Writes `<slug>-<what>` into the report directory; returns its name.
+    fn write(&self, what: &str, bytes: &[u8]) -> Result<String, LabError> {
+        let name = format!("{}-{what}", self.about.slug);
+        let path = self.lab.dir.join(&name);
+        std::fs::write(&path, bytes).map_err(LabError::write(path))?;
+        Ok(name)
+    }
+}
+
+fn panicked(what: &str) -> LabError {
+    LabError::Fetch {
+        url: what.into(),
+        reason: "the fetching thread panicked".into(),
+    }
+}

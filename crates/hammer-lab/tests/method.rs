@@ -1,0 +1,421 @@
+//! The lab's method against a model target and model diagnostics, without
+//! sockets or clocks: a service that answers in 5 ms up to its capacity and
+//! in 400 ms above it. The search must bracket the capacity within the
+//! precision, profile the knee (the lowest failing rate), write the knee's
+//! files, and say why when it cannot.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hammer_core::capacity::{Stop, Verdict};
+use hammer_core::recorder::Recorder;
+use hammer_core::result::RunResult;
+use hammer_core::slo::Slo;
+use hammer_lab::step::Tick;
+use hammer_lab::{
+    About, Diagnostics, Lab, LabError, Observer, Settings, StepRecord, Target, TargetReport,
+};
+use pprof::protos::{Function, Line, Location, Message, Profile, Sample};
+
+/// Answers in 5 ms up to `capacity` req/s, in 400 ms above it.
+struct Model {
+    capacity: f64,
+    /// Rates offered, in order, with their warm-up and measured lengths.
+    offered: Mutex<Vec<(f64, Duration, Duration)>>,
+    /// Sets the stop flag during the step at this rate.
+    stop_at: Option<f64>,
+}
+
+impl Model {
+    fn new(capacity: f64) -> Model {
+        Model {
+            capacity,
+            offered: Mutex::new(Vec::new()),
+            stop_at: None,
+        }
+    }
+}
+
+impl Target for Model {
+    fn step(
+        &self,
+        rate: f64,
+        warmup: Duration,
+        measure: Duration,
+        stop: &Arc<AtomicBool>,
+        tick: &mut dyn FnMut(Tick),
+    ) -> std::io::Result<RunResult> {
+        self.offered.lock().unwrap().push((rate, warmup, measure));
+        if self.stop_at == Some(rate) {
+            stop.store(true, Ordering::SeqCst);
+        }
+        let latency = if rate <= self.capacity {
+            Duration::from_millis(5)
+        } else {
+            Duration::from_millis(400)
+        };
+        let mut recorder = Recorder::new();
+        let requests = (rate * measure.as_secs_f64()).round() as u64;
+        for _ in 0..requests {
+            recorder.record_send(Duration::from_micros(50), 100);
+            recorder.record_response(200, latency, latency, 1000);
+        }
+        for s in 1..=measure.as_secs() {
+            tick(Tick {
+                t_s: s as f64,
+                rate,
+                p50_ms: latency.as_secs_f64() * 1e3,
+                p99_ms: latency.as_secs_f64() * 1e3,
+                errors: 0,
+            });
+        }
+        Ok(RunResult::from_recorder(&recorder, Some(rate), measure))
+    }
+}
+
+/// A diagnostics listener whose service burns 0.5 core while profiled.
+struct ModelDiagnostics {
+    cpu_reads: AtomicU64,
+    profiles: AtomicU64,
+    fail_profile: bool,
+}
+
+impl ModelDiagnostics {
+    fn new() -> ModelDiagnostics {
+        ModelDiagnostics {
+            cpu_reads: AtomicU64::new(0),
+            profiles: AtomicU64::new(0),
+            fail_profile: false,
+        }
+    }
+}
+
+impl Diagnostics for ModelDiagnostics {
+    fn cpu_profile(&self, seconds: u64, hz: u64) -> Result<Vec<u8>, LabError> {
+        assert!(seconds >= 1 && hz >= 1);
+        self.profiles.fetch_add(1, Ordering::SeqCst);
+        if self.fail_profile {
+            return Err(LabError::Fetch {
+                url: "model/profile".into(),
+                reason: "503: busy".into(),
+            });
+        }
+        Ok(profile(&[
+            (&["main", "serve", "render"], 90),
+            (&["main", "accept"], 10),
+        ]))
+    }
+
+    fn trace(&self, seconds: u64) -> Result<Vec<u8>, LabError> {
+        assert_eq!(seconds, 1);
+        Ok(br#"{"traceEvents":[]}"#.to_vec())
+    }
+
+    fn cpu_seconds(&self) -> Option<f64> {
+        // 100 CPU-seconds, then 100 more: the knee step took about no time
+        // here, so only that a figure came back is checked.
+        Some(100.0 * (self.cpu_reads.fetch_add(1, Ordering::SeqCst) + 1) as f64)
+    }
+}
+
+/// A pprof profile of the given stacks (root first) and sample counts.
+fn profile(stacks: &[(&[&str], i64)]) -> Vec<u8> {
+    let mut p = Profile::new();
+    let mut names: Vec<String> = vec![String::new()];
+    let mut id_of = |name: &str, p: &mut Profile| -> u64 {
+        if let Some(i) = names.iter().position(|n| n == name) {
+            return i as u64;
+        }
+        names.push(name.to_string());
+        let id = (names.len() - 1) as u64;
+        let mut f = Function::new();
+        f.id = id;
+        f.name = id as i64;
+        p.function.push(f);
+        let mut line = Line::new();
+        line.function_id = id;
+        let mut l = Location::new();
+        l.id = id;
+        l.line.push(line);
+        p.location.push(l);
+        id
+    };
+    for (stack, count) in stacks {
+        let mut s = Sample::new();
+        // Leaf first.
+        s.location_id = stack.iter().rev().map(|f| id_of(f, &mut p)).collect();
+        s.value = vec![*count];
+        p.sample.push(s);
+    }
+    p.string_table = names;
+    p.write_to_bytes().unwrap()
+}
+
+fn settings() -> Settings {
+    Settings {
+        slo_text: "p99 < 60ms".into(),
+        slo: Slo::parse("p99 < 60ms").unwrap(),
+        max_error_rate: 0.01,
+        start_rate: 50.0,
+        growth: 2.0,
+        precision: 0.05,
+        max_rate: 100_000.0,
+        step: Duration::from_secs(5),
+        warmup: Duration::from_secs(2),
+        min_requests: 1000,
+        max_step: Duration::from_secs(15),
+        profile_seconds: 3,
+        expected_load: Some(1000.0),
+    }
+}
+
+fn about() -> About {
+    About {
+        name: "model".into(),
+        slug: "target".into(),
+        request: "GET http://model/".into(),
+        version: Some("1.0".into()),
+    }
+}
+
+/// Counts what the method told its observer.
+#[derive(Default)]
+struct Seen {
+    started: Vec<f64>,
+    ticks: usize,
+    done: Vec<f64>,
+    notes: Vec<String>,
+}
+
+impl Observer for Seen {
+    fn step_started(&mut self, _target: &str, rate: f64, _measure: Duration) {
+        self.started.push(rate);
+    }
+    fn tick(&mut self, _tick: &Tick) {
+        self.ticks += 1;
+    }
+    fn step_done(&mut self, step: &StepRecord) {
+        self.done.push(step.rate);
+    }
+    fn note(&mut self, text: &str) {
+        self.notes.push(text.to_string());
+    }
+}
+
+fn run(
+    settings: Settings,
+    budget: Duration,
+    target: &Model,
+    diagnostics: Option<&dyn Diagnostics>,
+    dir: &std::path::Path,
+) -> (TargetReport, Seen) {
+    let lab = Lab::new(
+        settings,
+        dir,
+        Arc::new(AtomicBool::new(false)),
+        Instant::now() + budget,
+    );
+    let mut seen = Seen::default();
+    let report = lab.run(&about(), target, diagnostics, &mut seen).unwrap();
+    (report, seen)
+}
+
+#[test]
+fn the_search_brackets_the_capacity_and_profiles_the_knee() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = Model::new(230.0);
+    let diagnostics = ModelDiagnostics::new();
+    let (report, seen) = run(
+        settings(),
+        Duration::from_secs(3600),
+        &model,
+        Some(&diagnostics),
+        dir.path(),
+    );
+
+    // Up by 2× (50, 100, 200 pass; 400 fails), then bisection to 5%.
+    let rates: Vec<f64> = report.steps.iter().map(|s| s.rate).collect();
+    assert_eq!(&rates[..4], &[50.0, 100.0, 200.0, 400.0], "{rates:?}");
+    let capacity = report.capacity.expect("a capacity");
+    let failing = capacity.first_failing.expect("a failing rate above it");
+    assert!(capacity.rate <= 230.0 && failing > 230.0, "{capacity:?}");
+    assert!(capacity.margin() <= 0.05 + 1e-9, "{capacity:?}");
+    assert_eq!(report.stopped, Some(Stop::Converged));
+    for step in &report.steps {
+        let expected = if step.rate <= 230.0 {
+            Verdict::Pass
+        } else {
+            Verdict::Fail
+        };
+        assert_eq!(step.judgement.verdict, expected, "{}", step.rate);
+        // 50 req/s for the 15 s cap is 750 requests, short of 1,000.
+        assert_eq!(
+            step.low_confidence,
+            step.rate == 50.0,
+            "{} req/s",
+            step.rate
+        );
+    }
+    // Steps run long enough for 1,000 requests, within 15 s; warm-up first.
+    let offered = model.offered.lock().unwrap().clone();
+    assert_eq!(
+        offered[0],
+        (50.0, Duration::from_secs(2), Duration::from_secs(15))
+    );
+    assert_eq!(offered[1].2, Duration::from_secs(10));
+    assert_eq!(offered[2].2, Duration::from_secs(5));
+
+    // N+1 for 1,000 req/s.
+    let plan = report.plan.expect("a plan");
+    assert_eq!(plan.per_instance, capacity.rate);
+    assert_eq!(
+        plan.instances,
+        (1000.0 / capacity.rate).ceil() as u64 + 1,
+        "{plan:?}"
+    );
+    assert!(report.usl.is_some(), "enough steps for a USL fit");
+
+    // The knee is the lowest failing rate, run once more while profiled.
+    let knee = report.knee.expect("a knee");
+    assert_eq!(knee.rate, failing);
+    assert_eq!(offered.last().unwrap().0, failing);
+    assert_eq!(offered.last().unwrap().2, Duration::from_secs(3 + 1));
+    assert!(knee.problems.is_empty(), "{:?}", knee.problems);
+    assert_eq!(knee.top[0].name, "render");
+    assert_eq!(knee.top[0].self_pct, 90.0);
+    assert!(knee.cores_busy.is_some());
+    for file in [&knee.profile_file, &knee.flamegraph_file, &knee.trace_file] {
+        let name = file.as_ref().expect("a knee file");
+        assert!(name.starts_with("target-"), "{name}");
+        assert!(
+            dir.path().join(name).metadata().unwrap().len() > 0,
+            "{name}"
+        );
+    }
+    assert_eq!(diagnostics.profiles.load(Ordering::SeqCst), 1);
+
+    // The observer saw every step start and end, and their seconds.
+    assert_eq!(seen.started.len(), report.steps.len() + 1);
+    assert_eq!(seen.done.len(), report.steps.len() + 1);
+    assert!(seen.ticks >= 5 * seen.started.len());
+    assert!(seen.notes.iter().any(|n| n.contains("profiling model")));
+}
+
+#[test]
+fn without_diagnostics_or_budget_the_report_says_what_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (report, _) = run(
+        settings(),
+        Duration::from_secs(3600),
+        &Model::new(120.0),
+        None,
+        dir.path(),
+    );
+    assert!(report.knee.is_none());
+    assert!(
+        report.notes.iter().any(|n| n.contains("give --diag")),
+        "{:?}",
+        report.notes
+    );
+
+    // The model answers at once, so the budget is checked per step: 6 s
+    // is less than the first step's 2 s warm-up and 15 s.
+    let model = Model::new(120.0);
+    let (report, _) = run(
+        settings(),
+        Duration::from_secs(6),
+        &model,
+        Some(&ModelDiagnostics::new()),
+        dir.path(),
+    );
+    assert!(model.offered.lock().unwrap().is_empty());
+    assert!(report.capacity.is_none() && report.stopped.is_none());
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("--budget ran out before the step at 50 req/s")),
+        "{:?}",
+        report.notes
+    );
+
+    // Steps of 7 s fit in 10 s; a 10 s profile (2 + 10 + 2 s) does not.
+    let diagnostics = ModelDiagnostics::new();
+    let (report, _) = run(
+        Settings {
+            start_rate: 200.0,
+            profile_seconds: 10,
+            ..settings()
+        },
+        Duration::from_secs(10),
+        &Model::new(300.0),
+        Some(&diagnostics),
+        dir.path(),
+    );
+    assert!(report.capacity.and_then(|c| c.first_failing).is_some());
+    assert!(report.knee.is_none());
+    assert_eq!(diagnostics.profiles.load(Ordering::SeqCst), 0);
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n == "no profile at the knee: the --budget ran out"),
+        "{:?}",
+        report.notes
+    );
+}
+
+#[test]
+fn a_failed_profile_is_a_problem_at_the_knee_not_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let diagnostics = ModelDiagnostics {
+        fail_profile: true,
+        ..ModelDiagnostics::new()
+    };
+    let (report, _) = run(
+        settings(),
+        Duration::from_secs(3600),
+        &Model::new(120.0),
+        Some(&diagnostics),
+        dir.path(),
+    );
+    let knee = report.knee.expect("a knee");
+    assert!(knee.profile_file.is_none() && knee.flamegraph_file.is_none());
+    assert_eq!(
+        knee.problems,
+        vec!["CPU profile: GET model/profile: 503: busy"]
+    );
+    assert!(knee.trace_file.is_some());
+}
+
+#[test]
+fn ctrl_c_keeps_the_step_it_stopped_unjudged_and_profiles_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = Model {
+        stop_at: Some(200.0),
+        ..Model::new(1000.0)
+    };
+    let diagnostics = ModelDiagnostics::new();
+    let (report, seen) = run(
+        settings(),
+        Duration::from_secs(3600),
+        &model,
+        Some(&diagnostics),
+        dir.path(),
+    );
+    let rates: Vec<f64> = report.steps.iter().map(|s| s.rate).collect();
+    assert_eq!(rates, vec![50.0, 100.0, 200.0]);
+    assert_eq!(
+        seen.done,
+        vec![50.0, 100.0],
+        "the stopped step is not shown as done"
+    );
+    assert!(report
+        .notes
+        .iter()
+        .any(|n| n.contains("interrupted during the step at 200")));
+    assert!(report.knee.is_none());
+    assert_eq!(diagnostics.profiles.load(Ordering::SeqCst), 0);
+    assert_eq!(report.capacity.map(|c| c.rate), Some(100.0));
+}
