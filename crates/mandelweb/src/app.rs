@@ -32,6 +32,11 @@ struct Args {
     /// Diagnostics listener (profiles, trace, /metrics, /connections); off when absent.
     #[arg(long, value_name = "ADDR")]
     diag_listen: Option<String>,
+    /// Also write the readiness line (the JSON printed on stdout once both
+    /// listeners are bound) to this file, whole or not at all: a supervisor
+    /// can wait for it to appear.
+    #[arg(long, value_name = "PATH")]
+    ready_file: Option<std::path::PathBuf>,
     /// Longest a request may take (503 beyond).
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     request_timeout: Duration,
@@ -139,6 +144,10 @@ async fn serve(args: Args) -> Result<()> {
         "diagnostics": diagnostics,
     });
     println!("{ready}");
+    if let Some(path) = &args.ready_file {
+        write_whole(path, format!("{ready}\n").as_bytes())
+            .with_context(|| format!("writing --ready-file {}", path.display()))?;
+    }
     tracing::info!(
         version = VERSION,
         pool_size = args.pool_size,
@@ -153,4 +162,13 @@ async fn serve(args: Args) -> Result<()> {
         .serve(router(db), public, diag)
         .await
         .context("serving")
+}
+
+/// Writes `bytes` to `path` through a temporary file beside it and a
+/// rename, so a reader never sees part of it.
+fn write_whole(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
 }

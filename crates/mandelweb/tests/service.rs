@@ -88,6 +88,33 @@ fn info_carries_the_build_stamped_version() {
 }
 
 #[test]
+fn the_ready_file_holds_the_readiness_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ready.json");
+    let service = support::start_with(&["--ready-file", path.to_str().unwrap()]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let text = loop {
+        match std::fs::read_to_string(&path) {
+            Ok(text) => break text,
+            Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            Err(e) => panic!("no ready file: {e}"),
+        }
+    };
+    assert_eq!(text.trim_end(), service.ready);
+    let ready: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        ready["listening"].as_str(),
+        Some(format!("http://{}/", service.public).as_str())
+    );
+    assert_eq!(
+        ready["diagnostics"].as_str(),
+        Some(format!("http://{}/", service.diag).as_str())
+    );
+}
+
+#[test]
 fn diagnostics_only_on_the_diagnostics_listener() {
     let svc = start();
     fetch(svc.public, "/mandelbrot?width=8&height=8");

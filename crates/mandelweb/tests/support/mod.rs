@@ -9,6 +9,9 @@ pub struct Service {
     pub child: Child,
     pub public: SocketAddr,
     pub diag: SocketAddr,
+    /// The readiness line it printed.
+    #[allow(dead_code)]
+    pub ready: String,
 }
 
 impl Drop for Service {
@@ -44,6 +47,7 @@ pub fn start_with(extra: &[&str]) -> Service {
         child,
         public,
         diag,
+        ready: line,
     }
 }
 
