@@ -32,12 +32,12 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; } # user + system time
 
 wait_up() { for _ in $(seq 100); do curl -sf "http://127.0.0.1:$1/hello" >/dev/null && return; sleep 0.05; done; }
 
-pair() { # NAME RUST_LOG [profile]: bare axum and hammer-diag, loaded at once
+pair() { # NAME RUST_LOG [profile] [LOG_FORMAT LOG_REQUESTS]: bare axum and hammer-diag, loaded at once
   local p1 p2 d2 a b
   p1=$(free_port); p2=$(free_port); d2=$(free_port)
   RUST_LOG=warn taskset -c 0 "$SERVER" plain "127.0.0.1:$p1" 2>> "$work/server.log" &
   a=$!
-  RUST_LOG=$2 taskset -c 0 "$SERVER" diag "127.0.0.1:$p2" "127.0.0.1:$d2" 2>> "$work/server.log" &
+  LOG_FORMAT=${4:-text} LOG_REQUESTS=${5:-end} RUST_LOG=$2 taskset -c 0 "$SERVER" diag "127.0.0.1:$p2" "127.0.0.1:$d2" 2>> "$work/server.log" &
   b=$!
   wait_up "$p1"; wait_up "$p2"
   if [ "${3:-}" = profile ]; then
@@ -66,7 +66,9 @@ PY
 for _ in $(seq "$REPEAT"); do
   pair diag-nolog warn
   pair diag-profiled warn profile
-  pair diag-log info
+  pair diag-log info "" text end
+  pair diag-json info "" json end
+  pair diag-both info "" text both
 done
 python3 - "$work/pairs" "$DURATION" <<'PY'
 import statistics, sys
@@ -76,7 +78,9 @@ for line in open(sys.argv[1]):
     rows.setdefault(name, []).append((float(ra), float(rb), float(ca), float(cb), int(failed)))
 labels = {"diag-nolog": "hammer-diag, RUST_LOG=warn",
           "diag-profiled": "hammer-diag, during 99 Hz profile",
-          "diag-log": "hammer-diag, request logs on"}
+          "diag-log": "request logs on (end line)",
+          "diag-json": "request logs on, JSON",
+          "diag-both": "request logs on, start and end"}
 print(f"each row: bare axum and hammer-diag served at once on one core, {sys.argv[2]} s, "
       f"medians of {len(rows['diag-nolog'])} rounds")
 print(f"{'hammer-diag':<34} {'req/s':>15} {'vs axum':>8} {'CPU us/req':>13} {'vs axum':>8} {'failed':>6}")

@@ -26,7 +26,13 @@ async fn main() -> std::io::Result<()> {
         "plain" => axum::serve(listener, app).await,
         "layered" => axum::serve(listener, app.layer(tower::layer::layer_fn(|s| s))).await,
         "diag" => {
-            hammer_diag::init_logging();
+            // LOG_FORMAT=text|json, LOG_REQUESTS=end|both|none.
+            let option = |name: &str| std::env::var(name).unwrap_or_default();
+            let _logs = hammer_diag::init_logging_with(hammer_diag::LogOptions {
+                format: option("LOG_FORMAT").parse().unwrap_or_default(),
+                requests: option("LOG_REQUESTS").parse().unwrap_or_default(),
+                ..Default::default()
+            });
             let diag = match args.next() {
                 Some(addr) => Some(tokio::net::TcpListener::bind(addr).await?),
                 None => None,

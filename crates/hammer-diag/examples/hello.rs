@@ -11,7 +11,7 @@ use hammer_diag::{Diag, Options};
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    hammer_diag::init_logging();
+    let _logs = hammer_diag::init_logging();
     let app = Router::new().route(
         "/hello",
         get(|| async {

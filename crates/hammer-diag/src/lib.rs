@@ -30,12 +30,16 @@
 //!
 //! - `/debug/pprof/heap` (feature `heap`): jemalloc's heap profile as pprof.
 //!
+//! - Logs ([`init_logging_with`]): text or JSON lines, one end line per
+//!   request (or start and end, or none), written by a thread of their own
+//!   in batches and flushed when the returned [`LogGuard`] drops.
+//!
 //! ```no_run
 //! use axum::{routing::get, Router};
 //! use hammer_diag::{Diag, Options};
 //!
 //! # async fn run() -> std::io::Result<()> {
-//! hammer_diag::init_logging();
+//! let _logs = hammer_diag::init_logging();
 //! let app = Router::new().route("/hello", get(|| async { "hello\n" }));
 //! let public = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
 //! let diag = tokio::net::TcpListener::bind("127.0.0.1:6060").await?;
@@ -48,6 +52,7 @@
 mod callgrind;
 mod connections;
 mod heap;
+mod logging;
 mod metrics;
 mod middleware;
 mod profile;
@@ -66,6 +71,10 @@ use axum::Router;
 use tokio::net::TcpListener;
 
 use connections::Connections;
+pub use logging::{
+    init_logging, init_logging_with, LogFormat, LogGuard, LogOptions, Overflow, ParseOptionError,
+    RequestLogs,
+};
 use metrics::Metrics;
 use middleware::install_panic_hook;
 pub use middleware::{error_response, REQUEST_ID};
@@ -186,29 +195,4 @@ impl Diag {
         let diag = diag.map(|listener| (listener, self.diag_router()));
         serve::serve(self.shared, app, public, diag).await
     }
-}
-
-/// Logs to stderr through `tracing`, one line per event with the request's
-/// span fields (its request ID), filtered by `RUST_LOG` (default `info`);
-/// and installs the trace-capture layer, which sees spans only inside a
-/// `/debug/pprof/trace` window, whatever `RUST_LOG` says, and
-/// [`trace::gate`], so that spans neither wants are never created.
-pub fn init_logging() {
-    use tracing_subscriber::layer::SubscriberExt as _;
-    use tracing_subscriber::util::SubscriberInitExt as _;
-    use tracing_subscriber::Layer as _;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let logs = filter
-        .max_level_hint()
-        .unwrap_or(tracing_subscriber::filter::LevelFilter::TRACE);
-    let _ = tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_filter(filter),
-        )
-        .with(trace::layer())
-        .with(trace::gate(logs))
-        .try_init();
 }

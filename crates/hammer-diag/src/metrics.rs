@@ -58,6 +58,7 @@ pub struct Metrics {
     open_fds: IntGauge,
     tasks_alive: IntGauge,
     global_queue_depth: IntGauge,
+    log_lines_dropped: IntCounter,
 }
 
 const LABELS: [&str; 3] = ["route", "method", "status"];
@@ -109,9 +110,15 @@ impl Metrics {
                 "tokio_global_queue_depth",
                 "Tokio tasks waiting in the global queue",
             ),
+            log_lines_dropped: IntCounter::new(
+                "log_lines_dropped_total",
+                "Log lines dropped because the log writer fell behind",
+            )
+            .expect("valid metric"),
             registry,
         };
-        let collectors: [Box<dyn prometheus::core::Collector>; 10] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 11] = [
+            Box::new(m.log_lines_dropped.clone()),
             Box::new(m.tasks_alive.clone()),
             Box::new(m.global_queue_depth.clone()),
             Box::new(m.requests.clone()),
@@ -199,6 +206,9 @@ impl Metrics {
             self.tasks_alive.set(rt.alive_tasks as i64);
             self.global_queue_depth.set(rt.global_queue_depth as i64);
         }
+        let dropped = crate::logging::dropped_lines();
+        self.log_lines_dropped
+            .inc_by(dropped.saturating_sub(self.log_lines_dropped.get()));
         let mut out = Vec::new();
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut out)

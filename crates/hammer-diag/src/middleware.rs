@@ -23,13 +23,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::header::HeaderName;
-use axum::http::{HeaderValue, Method, StatusCode};
+use axum::http::{HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 use tracing::Span;
 
+use crate::logging::RequestLogs;
 use crate::metrics::{FirstSeries, RequestLabels};
 use crate::Shared;
 
@@ -176,8 +177,14 @@ where
         }
         let start = Instant::now();
         let in_flight = InFlight::new(self.route.clone());
+        let request_logs = crate::logging::request_logs();
+        // The path, for the request's end line, only when it is written.
+        let path =
+            (request_logs != RequestLogs::None && !span.is_disabled()).then(|| req.uri().clone());
         let handler = span.in_scope(|| {
-            tracing::info!(path = %req.uri().path(), "request start");
+            if request_logs == RequestLogs::Both {
+                tracing::info!(path = %req.uri().path(), "request start");
+            }
             match catch_unwind(AssertUnwindSafe(|| self.inner.call(req))) {
                 Ok(future) => Handler::Running { future },
                 Err(panic) => Handler::Done {
@@ -189,6 +196,7 @@ where
             handler,
             timer: None,
             span,
+            path,
             id,
             route,
             method,
@@ -214,6 +222,8 @@ pin_project! {
         // Armed at the handler's first wait, with the request's deadline.
         timer: Option<Pin<Box<Sleep>>>,
         span: Span,
+        // The request's URI when its end line is written.
+        path: Option<Uri>,
         id: Option<HeaderValue>,
         route: Option<MatchedPath>,
         method: Method,
@@ -257,11 +267,14 @@ where
         let elapsed = this.start.elapsed();
         let status = response.status();
         this.span.record("status", status.as_u16());
-        tracing::info!(
-            status = status.as_u16(),
-            duration_ms = elapsed.as_secs_f64() * 1000.0,
-            "request end"
-        );
+        if let Some(uri) = this.path.take() {
+            // Method, route, request ID and status are the span's fields.
+            tracing::info!(
+                path = %uri.path(),
+                duration_ms = elapsed.as_secs_f64() * 1000.0,
+                "request end"
+            );
+        }
         if let Some(id) = this.id.take() {
             response.headers_mut().insert(REQUEST_ID_HEADER.clone(), id);
         }

@@ -13,7 +13,7 @@ use crate::db::{self, Db, Settings};
 use crate::service::{router, VERSION};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use hammer_diag::{Diag, Options};
+use hammer_diag::{Diag, LogFormat, LogOptions, Options, Overflow, RequestLogs};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// The seeds' reference service: GET /mandelbrot renders a PNG, POST
@@ -58,6 +58,24 @@ struct Args {
     /// Bound on a database connect or pool wait (a 503 beyond).
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     db_timeout: Duration,
+    /// Log lines as `text` or `json` (one object per line with timestamp,
+    /// level, message, request_id, method, route, status, duration_ms).
+    /// Which lines: RUST_LOG (default info).
+    #[arg(long, default_value = "text")]
+    log_format: LogFormat,
+    /// Lines per request at info: `end` (one, with status and duration),
+    /// `both` (also a start line, so a request that never ends still shows)
+    /// or `none`.
+    #[arg(long, default_value = "end")]
+    log_requests: RequestLogs,
+    /// When the log writer falls behind by --log-buffer-lines: `drop` lines
+    /// (counted in /metrics as log_lines_dropped_total, and said once a
+    /// second) or `block` the requests until it catches up.
+    #[arg(long, default_value = "drop")]
+    log_overflow: Overflow,
+    /// Log lines held for the writer thread.
+    #[arg(long, default_value_t = 128_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    log_buffer_lines: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -75,7 +93,13 @@ enum Command {
 /// program name); `--help` and bad flags print and exit as usual.
 pub fn main_from(argv: impl IntoIterator<Item = OsString>) -> Result<()> {
     let args = Args::parse_from(argv);
-    hammer_diag::init_logging();
+    // Kept until this returns: dropping it writes out every line logged.
+    let _logs = hammer_diag::init_logging_with(LogOptions {
+        format: args.log_format,
+        requests: args.log_requests,
+        overflow: args.log_overflow,
+        buffer_lines: usize::try_from(args.log_buffer_lines).unwrap_or(usize::MAX),
+    });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
