@@ -49,9 +49,11 @@
 //! # }
 //! ```
 
+mod batch;
 mod callgrind;
 mod connections;
 mod heap;
+mod lines;
 mod logging;
 mod metrics;
 mod middleware;

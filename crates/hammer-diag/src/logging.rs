@@ -1,29 +1,24 @@
 //! Provides the service's log: lines formatted on the request's thread and
-//! handed to one writer thread (tracing-appender's non-blocking writer over
-//! a 64 KiB buffered stderr, written in batches), so a request pays for
-//! formatting its line and a channel send, not for a `write` under a lock.
+//! handed to one writer thread that writes them to stderr in batches
+//! ([`crate::batch`]), so a request pays for formatting its line and a
+//! copy, not for a `write` under a lock.
 //! When the writer falls behind, lines are dropped and counted (the
 //! `log_lines_dropped_total` metric and one warn line per second) or, with
 //! [`Overflow::Block`], the request waits for room. The [`LogGuard`]
 //! flushes every accepted line when dropped: keep it until `main` returns.
-//! Lines are text (ANSI colours only when stderr is a terminal) or one JSON
-//! object per line with the request's span fields (`request_id`, `method`,
-//! `route`, `status`) beside the event's own, as log shippers read them.
+//! Lines are text (no colours) or one JSON object per line with the
+//! request's fields (`request_id`, `method`, `route`, `status`) beside the
+//! event's own, as log shippers read them ([`crate::lines`]).
 
-use std::fmt::{self, Write as _};
-use std::io::IsTerminal as _;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use tracing::field::{Field, Visit};
-use tracing::{Event, Subscriber};
-use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
-use tracing_subscriber::fmt::format::{JsonFields, Writer};
-use tracing_subscriber::fmt::time::{FormatTime as _, SystemTime};
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
-use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::fmt::format::JsonFields;
+
+use crate::batch::{Batcher, Writer as BatchWriter};
+use crate::lines::{JsonLine, TextLine};
 
 /// How each line is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -146,17 +141,36 @@ impl FromStr for Overflow {
 }
 
 /// Keeps the writer thread; dropping it writes out every line accepted so
-/// far (waiting up to a second for a slow stderr) and stops the thread.
+/// far (waiting up to 2 s for a slow stderr) and stops the thread; lines
+/// logged after that are written to stderr directly.
 #[must_use = "dropping the guard at once stops the log writer: keep it until main returns"]
 pub struct LogGuard {
-    _worker: WorkerGuard,
+    _writer: Option<BatchWriter>,
 }
 
 /// Which request lines are written; set once by [`init_logging_with`].
 static REQUEST_LOGS: AtomicU8 = AtomicU8::new(RequestLogs::End as u8);
 
-/// The writer's count of dropped lines, once logging is set up.
-static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
+/// The log's writer, once logging is set up (for its count of dropped lines).
+static WRITER: OnceLock<Batcher> = OnceLock::new();
+
+/// hammer-diag's logging is installed and writes `info` lines: requests
+/// get a [`crate::lines::RequestContext`] instead of a span.
+static LOGS_INFO: AtomicBool = AtomicBool::new(false);
+
+/// Whether a request's lines are named by its context (hammer-diag's
+/// logging at `info`) rather than by a `tracing` span.
+pub(crate) fn logs_requests() -> bool {
+    LOGS_INFO.load(Ordering::Relaxed)
+}
+
+/// hammer-diag's logging is the process's subscriber.
+static INSTALLED: AtomicBool = AtomicBool::new(false);
+
+/// Whether hammer-diag's own logging is the process's subscriber.
+pub(crate) fn installed() -> bool {
+    INSTALLED.load(Ordering::Relaxed)
+}
 
 pub(crate) fn request_logs() -> RequestLogs {
     match REQUEST_LOGS.load(Ordering::Relaxed) {
@@ -168,7 +182,7 @@ pub(crate) fn request_logs() -> RequestLogs {
 
 /// Lines dropped because the writer fell behind, since start.
 pub(crate) fn dropped_lines() -> u64 {
-    DROPPED.get().map_or(0, |c| c.dropped_lines() as u64)
+    WRITER.get().map_or(0, Batcher::dropped)
 }
 
 /// [`init_logging_with`] the defaults: text, an end line per request,
@@ -188,15 +202,23 @@ pub fn init_logging_with(options: LogOptions) -> LogGuard {
     use tracing_subscriber::util::SubscriberInitExt as _;
     use tracing_subscriber::Layer as _;
 
-    let (writer, worker) = NonBlockingBuilder::default()
-        .lossy(options.overflow == Overflow::Drop)
-        .buffered_lines_limit(options.buffer_lines.max(1))
-        .thread_name("log-writer")
-        .finish(std::io::BufWriter::with_capacity(
-            64 << 10,
-            std::io::stderr(),
-        ));
-    let first = DROPPED.set(writer.error_counter()).is_ok();
+    if WRITER.get().is_some() {
+        return LogGuard { _writer: None };
+    }
+    let (writer, thread) = match Batcher::start(
+        std::io::stderr(),
+        options.buffer_lines,
+        options.overflow == Overflow::Block,
+    ) {
+        Ok(started) => started,
+        Err(e) => {
+            eprintln!("cannot start the log writer thread ({e}); no logs");
+            return LogGuard { _writer: None };
+        }
+    };
+    if WRITER.set(writer.clone()).is_err() {
+        return LogGuard { _writer: None };
+    }
     REQUEST_LOGS.store(options.requests as u8, Ordering::Relaxed);
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -205,13 +227,15 @@ pub fn init_logging_with(options: LogOptions) -> LogGuard {
         .unwrap_or(tracing_subscriber::filter::LevelFilter::TRACE);
     let lines = match options.format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
-            .with_ansi(std::io::stderr().is_terminal())
+            .event_format(TextLine)
+            .with_ansi(false)
             .with_writer(writer)
             .with_filter(filter)
             .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .fmt_fields(JsonFields::new())
             .event_format(JsonLine)
+            .with_ansi(false)
             .with_writer(writer)
             .with_filter(filter)
             .boxed(),
@@ -222,10 +246,17 @@ pub fn init_logging_with(options: LogOptions) -> LogGuard {
         .with(crate::trace::gate(logs))
         .try_init()
         .is_ok();
-    if first && installed && options.overflow == Overflow::Drop {
+    INSTALLED.store(installed, Ordering::Relaxed);
+    LOGS_INFO.store(
+        installed && logs >= tracing_subscriber::filter::LevelFilter::INFO,
+        Ordering::Relaxed,
+    );
+    if installed && options.overflow == Overflow::Drop {
         watch_drops();
     }
-    LogGuard { _worker: worker }
+    LogGuard {
+        _writer: Some(thread),
+    }
 }
 
 /// Says once a second, in the log, how many lines were dropped in it.
@@ -252,137 +283,6 @@ fn watch_drops() {
     }
 }
 
-/// One JSON object per event: timestamp, level, target, the event's fields
-/// (`message` first), then the fields of each span it is in, root first.
-/// Span fields are kept as JSON by [`JsonFields`].
-struct JsonLine;
-
-impl<S, N> FormatEvent<S, N> for JsonLine
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-    N: for<'w> FormatFields<'w> + 'static,
-{
-    fn format_event(
-        &self,
-        ctx: &FmtContext<'_, S, N>,
-        mut w: Writer<'_>,
-        event: &Event<'_>,
-    ) -> fmt::Result {
-        let meta = event.metadata();
-        w.write_str("{\"timestamp\":\"")?;
-        SystemTime.format_time(&mut w)?;
-        write!(w, "\",\"level\":\"{}\",\"target\":", meta.level())?;
-        json_string(&mut w, meta.target())?;
-        let mut fields = JsonVisitor {
-            w: &mut w,
-            result: Ok(()),
-        };
-        event.record(&mut fields);
-        fields.result?;
-        if let Some(scope) = ctx.event_scope() {
-            for span in scope.from_root() {
-                let extensions = span.extensions();
-                let Some(formatted) = extensions.get::<FormattedFields<N>>() else {
-                    continue;
-                };
-                let inner = formatted
-                    .fields
-                    .trim()
-                    .trim_start_matches('{')
-                    .trim_end_matches('}');
-                if !inner.is_empty() {
-                    w.write_char(',')?;
-                    w.write_str(inner)?;
-                }
-            }
-        }
-        w.write_str("}\n")
-    }
-}
-
-/// Writes an event's fields as `,"name":value` members.
-struct JsonVisitor<'a, 'w> {
-    w: &'a mut Writer<'w>,
-    result: fmt::Result,
-}
-
-impl JsonVisitor<'_, '_> {
-    fn member(&mut self, field: &Field, value: impl FnOnce(&mut Writer<'_>) -> fmt::Result) {
-        if self.result.is_err() {
-            return;
-        }
-        self.result = (|| {
-            self.w.write_char(',')?;
-            json_string(self.w, field.name())?;
-            self.w.write_char(':')?;
-            value(self.w)
-        })();
-    }
-}
-
-impl Visit for JsonVisitor<'_, '_> {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.member(field, |w| json_string(w, value));
-    }
-
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.member(field, |w| {
-            w.write_char('"')?;
-            write!(Escaped(w), "{value:?}")?;
-            w.write_char('"')
-        });
-    }
-
-    fn record_f64(&mut self, field: &Field, value: f64) {
-        if value.is_finite() {
-            self.member(field, |w| write!(w, "{value}"));
-        } else {
-            self.member(field, |w| w.write_str("null"));
-        }
-    }
-
-    fn record_i64(&mut self, field: &Field, value: i64) {
-        self.member(field, |w| write!(w, "{value}"));
-    }
-
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        self.member(field, |w| write!(w, "{value}"));
-    }
-
-    fn record_bool(&mut self, field: &Field, value: bool) {
-        self.member(field, |w| write!(w, "{value}"));
-    }
-}
-
-fn json_string(w: &mut Writer<'_>, s: &str) -> fmt::Result {
-    w.write_char('"')?;
-    Escaped(w).write_str(s)?;
-    w.write_char('"')
-}
-
-/// A writer that escapes what passes through it for a JSON string.
-struct Escaped<'a, 'w>(&'a mut Writer<'w>);
-
-impl fmt::Write for Escaped<'_, '_> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        let mut rest = s;
-        while let Some(i) = rest.find(|c: char| c == '"' || c == '\\' || c < ' ') {
-            self.0.write_str(&rest[..i])?;
-            let c = rest[i..].chars().next().expect("found at i");
-            match c {
-                '"' => self.0.write_str("\\\"")?,
-                '\\' => self.0.write_str("\\\\")?,
-                '\n' => self.0.write_str("\\n")?,
-                '\r' => self.0.write_str("\\r")?,
-                '\t' => self.0.write_str("\\t")?,
-                c => write!(self.0, "\\u{:04x}", c as u32)?,
-            }
-            rest = &rest[i + c.len_utf8()..];
-        }
-        self.0.write_str(rest)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -396,14 +296,5 @@ mod tests {
             "yaml".parse::<LogFormat>().unwrap_err().to_string(),
             "\"yaml\" is not one of text, json"
         );
-    }
-
-    #[test]
-    fn escaped_strings_are_json() {
-        let mut out = String::new();
-        json_string(&mut Writer::new(&mut out), "a \"q\" \\ \n\t\u{1} é").unwrap();
-        assert_eq!(out, r#""a \"q\" \\ \n\t\u0001 é""#);
-        let back: String = serde_json::from_str(&out).unwrap();
-        assert_eq!(back, "a \"q\" \\ \n\t\u{1} é");
     }
 }

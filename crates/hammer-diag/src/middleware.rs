@@ -16,7 +16,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Once, OnceLock};
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -30,6 +30,7 @@ use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 use tracing::Span;
 
+use crate::lines::{with_request, RequestContext};
 use crate::logging::RequestLogs;
 use crate::metrics::{FirstSeries, RequestLabels};
 use crate::Shared;
@@ -151,9 +152,15 @@ where
     fn call(&mut self, req: Request) -> Self::Future {
         let route = req.extensions().get::<MatchedPath>().cloned();
         let method = req.method().clone();
-        // Fields are formatted only when the span is enabled: by the logs at
-        // info level or by a trace capture.
-        let span = if crate::trace::span_may_be_enabled(tracing::Level::INFO) {
+        // With hammer-diag's logging, a request's lines are named by its
+        // context (crate::lines) and a span is made only for a trace
+        // capture. Under another subscriber, by a span, made when the logs
+        // at info or a capture would see it.
+        let ours = crate::logging::installed();
+        let logged = crate::logging::logs_requests();
+        let span = if (ours && crate::trace::capturing())
+            || (!ours && crate::trace::span_may_be_enabled(tracing::Level::INFO))
+        {
             tracing::info_span!(
                 "request",
                 method = %method,
@@ -168,34 +175,45 @@ where
         // request is logged or traced: it names the request's lines, and
         // with no lines written it would name nothing.
         let mut id = given_request_id(&req);
-        if !span.is_disabled() {
+        if logged || !span.is_disabled() {
             let id = id.get_or_insert_with(generated_request_id);
             span.record(
                 "request_id",
                 tracing::field::display(id.to_str().unwrap_or("?")),
             );
         }
+        let context = logged.then(|| {
+            Arc::new(RequestContext {
+                id: id.clone().expect("made above"),
+                method: method.clone(),
+                route: route.clone(),
+                status: AtomicU16::new(0),
+            })
+        });
         let start = Instant::now();
         let in_flight = InFlight::new(self.route.clone());
         let request_logs = crate::logging::request_logs();
         // The path, for the request's end line, only when it is written.
-        let path =
-            (request_logs != RequestLogs::None && !span.is_disabled()).then(|| req.uri().clone());
+        let path = (request_logs != RequestLogs::None && (logged || !span.is_disabled()))
+            .then(|| req.uri().clone());
         let handler = span.in_scope(|| {
-            if request_logs == RequestLogs::Both {
-                tracing::info!(path = %req.uri().path(), "request start");
-            }
-            match catch_unwind(AssertUnwindSafe(|| self.inner.call(req))) {
-                Ok(future) => Handler::Running { future },
-                Err(panic) => Handler::Done {
-                    response: Some(panic_response(panic)),
-                },
-            }
+            with_request(context.as_ref(), || {
+                if request_logs == RequestLogs::Both {
+                    tracing::info!(path = %req.uri().path(), "request start");
+                }
+                match catch_unwind(AssertUnwindSafe(|| self.inner.call(req))) {
+                    Ok(future) => Handler::Running { future },
+                    Err(panic) => Handler::Done {
+                        response: Some(panic_response(panic)),
+                    },
+                }
+            })
         });
         Observed {
             handler,
             timer: None,
             span,
+            context,
             path,
             id,
             route,
@@ -222,6 +240,8 @@ pin_project! {
         // Armed at the handler's first wait, with the request's deadline.
         timer: Option<Pin<Box<Sleep>>>,
         span: Span,
+        // What names the request on its lines, with hammer-diag's logging.
+        context: Option<Arc<RequestContext>>,
         // The request's URI when its end line is written.
         path: Option<Uri>,
         id: Option<HeaderValue>,
@@ -241,25 +261,28 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         let _entered = this.span.enter();
-        let response = match this.handler.as_mut().project() {
-            HandlerProj::Done { response } => response.take(),
-            HandlerProj::Running { future } => {
-                match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
-                    Ok(Poll::Ready(Ok(response))) => Some(response),
-                    Ok(Poll::Ready(Err(never))) => match never {},
-                    Err(panic) => Some(panic_response(panic)),
-                    Ok(Poll::Pending) => {
-                        let shared = &this.in_flight.0.shared;
-                        let deadline = *this.start + shared.options.request_timeout;
-                        let timer = this.timer.get_or_insert_with(|| {
-                            Box::pin(tokio::time::sleep_until(deadline.into()))
-                        });
-                        ready!(timer.as_mut().poll(cx));
-                        Some(timeout_response(shared.options.request_timeout))
+        let polled = with_request(this.context.as_ref(), || {
+            match this.handler.as_mut().project() {
+                HandlerProj::Done { response } => Poll::Ready(response.take()),
+                HandlerProj::Running { future } => {
+                    match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
+                        Ok(Poll::Ready(Ok(response))) => Poll::Ready(Some(response)),
+                        Ok(Poll::Ready(Err(never))) => match never {},
+                        Err(panic) => Poll::Ready(Some(panic_response(panic))),
+                        Ok(Poll::Pending) => {
+                            let shared = &this.in_flight.0.shared;
+                            let deadline = *this.start + shared.options.request_timeout;
+                            let timer = this.timer.get_or_insert_with(|| {
+                                Box::pin(tokio::time::sleep_until(deadline.into()))
+                            });
+                            ready!(timer.as_mut().poll(cx));
+                            Poll::Ready(Some(timeout_response(shared.options.request_timeout)))
+                        }
                     }
                 }
             }
-        };
+        });
+        let response = ready!(polled);
         // Past this point the handler is finished with (or given up on):
         // drop it now, so a timed-out handler stops where it waits.
         this.handler.set(Handler::Done { response: None });
@@ -267,13 +290,19 @@ where
         let elapsed = this.start.elapsed();
         let status = response.status();
         this.span.record("status", status.as_u16());
+        if let Some(context) = this.context.as_ref() {
+            context.status.store(status.as_u16(), Ordering::Relaxed);
+        }
         if let Some(uri) = this.path.take() {
-            // Method, route, request ID and status are the span's fields.
-            tracing::info!(
-                path = %uri.path(),
-                duration_ms = elapsed.as_secs_f64() * 1000.0,
-                "request end"
-            );
+            // Method, route, request ID and status are the context's (or
+            // the span's) fields.
+            with_request(this.context.as_ref(), || {
+                tracing::info!(
+                    path = %uri.path(),
+                    duration_ms = elapsed.as_secs_f64() * 1000.0,
+                    "request end"
+                )
+            });
         }
         if let Some(id) = this.id.take() {
             response.headers_mut().insert(REQUEST_ID_HEADER.clone(), id);

@@ -227,6 +227,11 @@ pub(crate) fn span_may_be_enabled(level: tracing::Level) -> bool {
     logs == NO_GATE || level_rank(Some(level)) <= logs || ACTIVE.load(Ordering::Relaxed)
 }
 
+/// Whether a trace capture window is open.
+pub(crate) fn capturing() -> bool {
+    ACTIVE.load(Ordering::Relaxed)
+}
+
 fn parse_seconds(query: Option<&str>) -> Result<u64, QueryError> {
     let mut seconds = 1;
     for (k, v) in query::pairs(query) {
