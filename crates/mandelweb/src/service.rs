@@ -5,6 +5,7 @@
 //! runs one SELECT through [`Db`]: a bad body is a 400, an unreachable
 //! database a fast 503.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -20,7 +21,7 @@ use tracing::Instrument;
 
 use crate::db::{Db, DbError};
 
-use crate::render::render_png;
+use crate::render::render_png_until;
 use crate::view::View;
 
 /// The build version, `<major>.<minor>.<commit#>-<sha>-<date>.<time>`.
@@ -103,6 +104,16 @@ async fn find_by_age(State(state): State<AppState>, body: Body) -> Response {
     }
 }
 
+/// Sets its flag when dropped: the render it was given to stops.
+#[derive(Default)]
+struct Abandoned(Arc<AtomicBool>);
+
+impl Drop for Abandoned {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 fn parse_query(query: Option<&str>) -> Result<View, String> {
     View::from_params(hammer_diag::query::pairs(query)).map_err(|e| e.to_string())
 }
@@ -115,14 +126,20 @@ async fn mandelbrot(State(state): State<AppState>, RawQuery(query): RawQuery) ->
     let Ok(_permit) = state.renders.acquire().await else {
         return error_response(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
     };
+    // Dropped with this future: when the request times out or its client
+    // goes away, the render stops within a band of pixels.
+    let abandoned = Abandoned::default();
+    let stop = abandoned.0.clone();
     let rendered = tokio::task::spawn_blocking(move || {
         let _span =
             tracing::info_span!("render", width = view.width, height = view.height).entered();
-        render_png(&view)
+        render_png_until(&view, &|| stop.load(Ordering::Relaxed))
     })
     .await;
+    drop(abandoned);
     match rendered {
-        Ok(Ok(png)) => ([(header::CONTENT_TYPE, "image/png")], png).into_response(),
+        Ok(Ok(Some(png))) => ([(header::CONTENT_TYPE, "image/png")], png).into_response(),
+        Ok(Ok(None)) => error_response(StatusCode::SERVICE_UNAVAILABLE, "render abandoned"),
         Ok(Err(e)) => error_response(
             StatusCode::INTERNAL_SERVER_ERROR,
             &format!("PNG encoding failed: {e}"),

@@ -123,15 +123,65 @@ fn diagnostics_only_on_the_diagnostics_listener() {
     assert!(metrics.contains(r#"route="/mandelbrot""#), "{metrics}");
 }
 
+/// Inside the period-3 copy of the set near -1.7549: no pixel escapes and
+/// none falls in the renderer's shortcut regions, so every pixel runs all
+/// its iterations.
+const INSIDE_MINIBROT: &str = "x=-1.7549&y=0&scale=0.000000001";
+
+/// User plus system CPU time of a process so far, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of stat, 12 and 13 after the name.
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn a_hostile_view_is_refused_and_a_timed_out_render_stops() {
+    let svc = support::start_with(&["--request-timeout", "300ms"]);
+    // Each parameter within its limit, their product far over.
+    let hostile = fetch(
+        svc.public,
+        &format!("/mandelbrot?{INSIDE_MINIBROT}&width=1024&height=1024&iterations=100000"),
+    );
+    assert_eq!(hostile.status, 400);
+    assert!(hostile.text().contains("at most"), "{}", hostile.text());
+
+    // Allowed, and seconds of work: the timeout answers, and the render
+    // must stop with it rather than burn both cores on.
+    let started = std::time::Instant::now();
+    let slow = fetch(
+        svc.public,
+        &format!("/mandelbrot?{INSIDE_MINIBROT}&width=512&height=512&iterations=100000"),
+    );
+    assert_eq!(slow.status, 503, "{}", slow.text());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    let ticks = cpu_ticks(svc.child.id());
+    std::thread::sleep(Duration::from_millis(500));
+    let used = cpu_ticks(svc.child.id()) - ticks;
+    // Clock ticks are 10 ms: a render still running would use ~100.
+    assert!(used <= 5, "{used} ticks of CPU in 0.5 s after the timeout");
+    let small = fetch(svc.public, "/mandelbrot?width=64&height=64");
+    assert_eq!(small.status, 200);
+}
+
 #[test]
 fn sigterm_drains_then_exits_0() {
     let mut svc = start();
     let addr = svc.public;
-    // The largest render (~0.25 s on two cores) is still in flight when the
-    // signal lands 80 ms after it was sent.
+    // A render of ~0.4 s on two cores is still in flight when the signal
+    // lands 80 ms after it was sent.
     let in_flight = std::thread::spawn(move || {
-        let r =
-            Client::connect(addr).get("/mandelbrot?width=4096&height=4096&iterations=5000", &[]);
+        let r = Client::connect(addr).get(
+            &format!("/mandelbrot?{INSIDE_MINIBROT}&width=256&height=256&iterations=20000"),
+            &[],
+        );
         (r, std::time::Instant::now())
     });
     std::thread::sleep(Duration::from_millis(80));

@@ -33,14 +33,37 @@ pub enum Kernel {
 
 /// Escape counts of every pixel, identical to [`oracle::escape_counts`].
 pub fn escape_counts(view: &View, threads: Threads, kernel: Kernel) -> Vec<u32> {
+    escape_counts_until(view, threads, kernel, &|| false).expect("never stopped")
+}
+
+/// Pixels rendered between two looks at `stop`: at 100,000 iterations a
+/// band takes a few milliseconds of one core.
+const BAND: usize = 64;
+
+/// [`escape_counts`], giving up (None) once `stop` says so: it is asked
+/// before every band of [`BAND`] pixels, so a render nobody waits for any
+/// more stops using the CPU within milliseconds.
+pub fn escape_counts_until(
+    view: &View,
+    threads: Threads,
+    kernel: Kernel,
+    stop: &(dyn Fn() -> bool + Sync),
+) -> Option<Vec<u32>> {
     let mut out = vec![0u32; view.pixels()];
     let width = view.width as usize;
-    let row = |(py, row): (usize, &mut [u32])| render_row(view, py as u32, row, kernel);
+    let row = |(py, row): (usize, &mut [u32])| {
+        for (band, pixels) in row.chunks_mut(BAND).enumerate() {
+            if stop() {
+                return;
+            }
+            render_band(view, py as u32, (band * BAND) as u32, pixels, kernel);
+        }
+    };
     match threads {
         Threads::One => out.chunks_mut(width).enumerate().for_each(row),
         Threads::All => out.par_chunks_mut(width).enumerate().for_each(row),
     }
-    out
+    (!stop()).then_some(out)
 }
 
 /// Whether `c` lies in the main cardioid or the period-2 bulb, where the
@@ -56,14 +79,15 @@ pub fn in_main_regions(cx: f64, cy: f64) -> bool {
     xb * xb + cy * cy <= 0.0625
 }
 
-fn render_row(view: &View, py: u32, row: &mut [u32], kernel: Kernel) {
+/// Pixels `first..first + band.len()` of row `py`.
+fn render_band(view: &View, py: u32, first: u32, band: &mut [u32], kernel: Kernel) {
     #[cfg(target_arch = "x86_64")]
     if kernel == Kernel::Auto && std::arch::is_x86_feature_detected!("avx2") {
-        avx2::row(view, py, row);
+        avx2::row(view, py, first, band);
         return;
     }
     let _ = kernel;
-    scalar_row(view, py, 0, row);
+    scalar_row(view, py, first, band);
 }
 
 fn scalar_row(view: &View, py: u32, first: u32, row: &mut [u32]) {
@@ -87,16 +111,17 @@ mod avx2 {
 
     const LANES: usize = 4;
 
-    pub fn row(view: &View, py: u32, row: &mut [u32]) {
+    /// Pixels `first..first + row.len()` of row `py`.
+    pub fn row(view: &View, py: u32, first: u32, row: &mut [u32]) {
         // SAFETY: only called after `is_x86_feature_detected!("avx2")`.
-        unsafe { row_avx2(view, py, row) }
+        unsafe { row_avx2(view, py, first, row) }
     }
 
     #[target_feature(enable = "avx2")]
-    unsafe fn row_avx2(view: &View, py: u32, row: &mut [u32]) {
+    unsafe fn row_avx2(view: &View, py: u32, first: u32, row: &mut [u32]) {
         let max = view.iterations;
         let mut chunks = row.chunks_exact_mut(LANES);
-        let mut px = 0u32;
+        let mut px = first;
         for out in &mut chunks {
             let mut cx = [0.0f64; LANES];
             let mut done = 0i32;

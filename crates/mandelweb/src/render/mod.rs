@@ -38,8 +38,21 @@ pub fn encode_png(width: u32, height: u32, gray: &[u8]) -> Result<Vec<u8>, png::
 
 /// Renders a view to PNG bytes with the fast renderer on all cores.
 pub fn render_png(view: &View) -> Result<Vec<u8>, png::EncodingError> {
-    let counts = fast::escape_counts(view, fast::Threads::All, fast::Kernel::Auto);
-    encode_png(view.width, view.height, &shades(&counts, view.iterations))
+    render_png_until(view, &|| false).map(|png| png.expect("never stopped"))
+}
+
+/// [`render_png`], given up (`Ok(None)`) within a band of pixels once
+/// `stop` says so.
+pub fn render_png_until(
+    view: &View,
+    stop: &(dyn Fn() -> bool + Sync),
+) -> Result<Option<Vec<u8>>, png::EncodingError> {
+    let Some(counts) =
+        fast::escape_counts_until(view, fast::Threads::All, fast::Kernel::Auto, stop)
+    else {
+        return Ok(None);
+    };
+    encode_png(view.width, view.height, &shades(&counts, view.iterations)).map(Some)
 }
 
 #[cfg(test)]
