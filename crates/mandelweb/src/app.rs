@@ -147,12 +147,12 @@ async fn serve(args: Args) -> Result<()> {
         }
         None => None,
     };
-    let public = tokio::net::TcpListener::bind(&args.listen)
+    let public = bind(&args.listen)
         .await
         .with_context(|| format!("binding --listen {}", args.listen))?;
     let diag = match &args.diag_listen {
         Some(addr) => Some(
-            tokio::net::TcpListener::bind(addr)
+            bind(addr)
                 .await
                 .with_context(|| format!("binding --diag-listen {addr}"))?,
         ),
@@ -195,4 +195,25 @@ fn write_whole(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     tmp.push(".tmp");
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)
+}
+
+/// Pending connections the kernel queues for `accept` (the default of 128
+/// drops a burst of connects, and each dropped SYN costs its client a
+/// retransmit a second or more later).
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds a listener on `addr` (`host:port`; the first address it resolves
+/// to) with a backlog of [`LISTEN_BACKLOG`].
+async fn bind(addr: &str) -> std::io::Result<tokio::net::TcpListener> {
+    let resolved = tokio::net::lookup_host(addr).await?.next().ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "resolves to no address")
+    })?;
+    let socket = if resolved.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(resolved)?;
+    socket.listen(LISTEN_BACKLOG)
 }

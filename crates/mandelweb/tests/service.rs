@@ -172,6 +172,29 @@ fn a_hostile_view_is_refused_and_a_timed_out_render_stops() {
 }
 
 #[test]
+fn a_burst_of_connects_waits_in_the_backlog_instead_of_being_dropped() {
+    let mut svc = start();
+    let pid = rustix::process::Pid::from_child(&svc.child);
+    // Stopped, the service accepts nothing: every connect must wait in the
+    // kernel's queue. With the default backlog of 128 the 130th SYN is
+    // dropped and its client waits a second or more to retry.
+    rustix::process::kill_process(pid, rustix::process::Signal::STOP).unwrap();
+    let connected: Result<Vec<std::net::TcpStream>, String> = (0..1_000)
+        .map(|i| {
+            std::net::TcpStream::connect_timeout(&svc.public, Duration::from_millis(500))
+                .map_err(|e| format!("connect {i}: {e}"))
+        })
+        .collect();
+    rustix::process::kill_process(pid, rustix::process::Signal::CONT).unwrap();
+    let connected = connected.unwrap();
+    assert_eq!(connected.len(), 1_000);
+    // Served once it runs again.
+    assert_eq!(fetch(svc.public, "/healthz").status, 200);
+    drop(connected);
+    let _ = svc.child.try_wait();
+}
+
+#[test]
 fn sigterm_drains_then_exits_0() {
     let mut svc = start();
     let addr = svc.public;
