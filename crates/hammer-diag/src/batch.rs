@@ -58,12 +58,7 @@ impl Shared {
 
     fn push(&self, line: &[u8]) {
         let mut st = self.lock();
-        if st.closing {
-            drop(st);
-            let _ = std::io::stderr().lock().write_all(line);
-            return;
-        }
-        if st.lines >= self.limit {
+        if st.lines >= self.limit && !st.closing {
             if !self.block {
                 drop(st);
                 self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -75,11 +70,11 @@ impl Shared {
                 .wait_while(st, |st| st.lines >= self.limit && !st.closing)
                 .unwrap_or_else(|e| e.into_inner());
             st.blocked -= 1;
-            if st.closing {
-                drop(st);
-                let _ = std::io::stderr().lock().write_all(line);
-                return;
-            }
+        }
+        if st.closing {
+            drop(st);
+            let _ = std::io::stderr().lock().write_all(line);
+            return;
         }
         st.buf.extend_from_slice(line);
         st.lines += 1;

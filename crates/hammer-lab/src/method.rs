@@ -47,11 +47,6 @@ impl Lab {
         }
     }
 
-    /// How the method runs.
-    pub fn settings(&self) -> &Settings {
-        &self.settings
-    }
-
     /// Runs the method on `target`, profiling its knee through
     /// `diagnostics` when given.
     pub fn run(

@@ -126,8 +126,9 @@ async fn mandelbrot(State(state): State<AppState>, RawQuery(query): RawQuery) ->
     let Ok(_permit) = state.renders.acquire().await else {
         return error_response(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
     };
-    // Dropped with this future: when the request times out or its client
-    // goes away, the render stops within a band of pixels.
+    // Dropped with this future: when the request times out, the render
+    // stops within a band of pixels. (hyper's HTTP/1 server does not notice
+    // a client that leaves while the handler runs, so that does not drop it.)
     let abandoned = Abandoned::default();
     let stop = abandoned.0.clone();
     let rendered = tokio::task::spawn_blocking(move || {
