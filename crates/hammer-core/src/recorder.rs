@@ -34,11 +34,17 @@ pub enum ErrorKind {
     Canceled,
     /// Any other I/O error.
     Io,
+    /// The TLS handshake failed (certificate, protocol or ALPN) or did not
+    /// finish within `--connect-timeout`.
+    TlsHandshake,
+    /// The peer sent a TLS alert, or TLS records that do not decrypt, after
+    /// the handshake.
+    TlsAlert,
 }
 
 impl ErrorKind {
     /// Every kind, in report order.
-    pub const ALL: [ErrorKind; 9] = [
+    pub const ALL: [ErrorKind; 11] = [
         ErrorKind::Refused,
         ErrorKind::ConnectTimeout,
         ErrorKind::Connect,
@@ -48,6 +54,8 @@ impl ErrorKind {
         ErrorKind::BadResponse,
         ErrorKind::Canceled,
         ErrorKind::Io,
+        ErrorKind::TlsHandshake,
+        ErrorKind::TlsAlert,
     ];
 
     /// The stable name used in reports and JSON.
@@ -62,6 +70,8 @@ impl ErrorKind {
             ErrorKind::BadResponse => "bad_response",
             ErrorKind::Canceled => "canceled",
             ErrorKind::Io => "io",
+            ErrorKind::TlsHandshake => "tls_handshake",
+            ErrorKind::TlsAlert => "tls_alert",
         }
     }
 
@@ -85,6 +95,8 @@ pub struct Recorder {
     latency: Histogram<u64>,
     service: Histogram<u64>,
     lag: Histogram<u64>,
+    connect: Histogram<u64>,
+    handshake: Histogram<u64>,
     status: Vec<u64>,
     errors: [u64; ErrorKind::ALL.len()],
     sent: u64,
@@ -101,6 +113,10 @@ pub struct Parts {
     pub service: Histogram<u64>,
     /// Schedule lag histogram (µs).
     pub lag: Histogram<u64>,
+    /// TCP connect times (µs), where measured.
+    pub connect: Option<Histogram<u64>>,
+    /// TLS handshake times (µs), where measured.
+    pub handshake: Option<Histogram<u64>>,
     /// Responses by status code.
     pub status: Vec<(u16, u64)>,
     /// Failures by kind.
@@ -135,6 +151,8 @@ impl Recorder {
             latency: new_histogram(),
             service: new_histogram(),
             lag: new_histogram(),
+            connect: new_histogram(),
+            handshake: new_histogram(),
             status: vec![0; STATUS_SLOTS],
             errors: [0; ErrorKind::ALL.len()],
             sent: 0,
@@ -148,6 +166,16 @@ impl Recorder {
         self.sent += 1;
         self.bytes_out += bytes;
         self.lag.saturating_record(micros(lag));
+    }
+
+    /// A connection was established in `d` (TCP connect).
+    pub fn record_connect(&mut self, d: Duration) {
+        self.connect.saturating_record(micros(d));
+    }
+
+    /// A TLS handshake took `d`, from connected to done.
+    pub fn record_handshake(&mut self, d: Duration) {
+        self.handshake.saturating_record(micros(d));
     }
 
     /// A complete response arrived.
@@ -195,6 +223,12 @@ impl Recorder {
         r.latency.add(&parts.latency).expect("same bounds");
         r.service.add(&parts.service).expect("same bounds");
         r.lag.add(&parts.lag).expect("same bounds");
+        if let Some(h) = &parts.connect {
+            r.connect.add(h).expect("same bounds");
+        }
+        if let Some(h) = &parts.handshake {
+            r.handshake.add(h).expect("same bounds");
+        }
         for (code, n) in parts.status {
             r.status[usize::from(code).min(STATUS_SLOTS - 1)] += n;
         }
@@ -211,6 +245,8 @@ impl Recorder {
         self.latency.add(&other.latency).expect("same bounds");
         self.service.add(&other.service).expect("same bounds");
         self.lag.add(&other.lag).expect("same bounds");
+        self.connect.add(&other.connect).expect("same bounds");
+        self.handshake.add(&other.handshake).expect("same bounds");
         for (a, b) in self.status.iter_mut().zip(&other.status) {
             *a += b;
         }
@@ -227,6 +263,8 @@ impl Recorder {
         self.latency.reset();
         self.service.reset();
         self.lag.reset();
+        self.connect.reset();
+        self.handshake.reset();
         self.status.fill(0);
         self.errors = [0; ErrorKind::ALL.len()];
         self.sent = 0;
@@ -245,6 +283,14 @@ impl Recorder {
     /// Schedule lag (actual − intended send), in µs.
     pub fn schedule_lag(&self) -> &Histogram<u64> {
         &self.lag
+    }
+    /// TCP connect times, in µs.
+    pub fn connect_time(&self) -> &Histogram<u64> {
+        &self.connect
+    }
+    /// TLS handshake times, in µs.
+    pub fn handshake_time(&self) -> &Histogram<u64> {
+        &self.handshake
     }
     /// Requests sent.
     pub fn sent(&self) -> u64 {

@@ -161,6 +161,26 @@ pub struct RunResult {
     pub service_time_histogram: String,
     /// Schedule lag histogram, same encoding.
     pub schedule_lag_histogram: String,
+    /// TCP connect times (absent when no connect was measured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_ms: Option<Percentiles>,
+    /// TLS handshake times, from connected to done (https only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_handshake_ms: Option<Percentiles>,
+    /// Connect time histogram, same encoding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_histogram: Option<String>,
+    /// TLS handshake time histogram, same encoding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_handshake_histogram: Option<String>,
+}
+
+/// Percentiles and encoded histogram of a set-up time, when it has samples.
+fn setup_times(h: &Histogram<u64>) -> (Option<Percentiles>, Option<String>) {
+    if h.is_empty() {
+        return (None, None);
+    }
+    (Some(Percentiles::of(h)), Some(encode_histogram(h)))
 }
 
 /// Encodes a histogram as base64 HdrHistogram V2 (deflate) data.
@@ -191,6 +211,8 @@ impl RunResult {
     pub fn from_recorder(rec: &Recorder, target_rate: Option<f64>, window: Duration) -> Self {
         let duration_s = window.as_secs_f64();
         let lag = Percentiles::of(rec.schedule_lag());
+        let (connect_ms, connect_histogram) = setup_times(rec.connect_time());
+        let (tls_handshake_ms, tls_handshake_histogram) = setup_times(rec.handshake_time());
         Self {
             kind: Kind::Run,
             mode: if target_rate.is_some() {
@@ -228,6 +250,10 @@ impl RunResult {
             histogram: encode_histogram(rec.latency()),
             service_time_histogram: encode_histogram(rec.service_time()),
             schedule_lag_histogram: encode_histogram(rec.schedule_lag()),
+            connect_ms,
+            tls_handshake_ms,
+            connect_histogram,
+            tls_handshake_histogram,
         }
     }
 
@@ -283,6 +309,16 @@ impl RunResult {
             latency: decode_histogram(&self.histogram, "histogram")?,
             service: decode_histogram(&self.service_time_histogram, "service_time_histogram")?,
             lag: decode_histogram(&self.schedule_lag_histogram, "schedule_lag_histogram")?,
+            connect: self
+                .connect_histogram
+                .as_deref()
+                .map(|h| decode_histogram(h, "connect_histogram"))
+                .transpose()?,
+            handshake: self
+                .tls_handshake_histogram
+                .as_deref()
+                .map(|h| decode_histogram(h, "tls_handshake_histogram"))
+                .transpose()?,
             status,
             errors,
             sent: (self.achieved_rate * self.duration_s).round() as u64,

@@ -42,6 +42,7 @@
 //!     connect_timeout: Duration::from_secs(3),
 //!     keepalive: true,
 //!     shard: Share::ALL,
+//!     tls: None,
 //! };
 //! let outcome = Run::start(config, Arc::new(AtomicBool::new(false))).unwrap().join().unwrap();
 //! println!("{} requests, {} connections", outcome.recorder.completed(), outcome.connections.opened);
@@ -54,6 +55,7 @@ mod pool;
 pub mod request;
 pub mod response;
 mod timer;
+pub mod tls;
 mod worker;
 
 use std::net::SocketAddr;
@@ -68,6 +70,7 @@ use hammer_core::recorder::Recorder;
 use hammer_core::result::Connections;
 
 use request::Prepared;
+use tls::Tls;
 use worker::{WorkerConfig, WorkerReport};
 
 /// How requests are paced.
@@ -111,6 +114,8 @@ pub struct Config {
     pub keepalive: bool,
     /// This process's share of a run split across machines (`Share::ALL` alone).
     pub shard: Share,
+    /// TLS, for an https:// origin.
+    pub tls: Option<Tls>,
 }
 
 /// The measurements of a finished run.
@@ -222,6 +227,7 @@ impl Run {
                 (cfg.connections / workers + usize::from(i < cfg.connections % workers)).max(1);
             let wcfg = WorkerConfig {
                 addr: cfg.addr,
+                tls: cfg.tls.clone(),
                 requests: requests.clone(),
                 max_conns,
                 timeout: cfg.timeout,

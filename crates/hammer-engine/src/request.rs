@@ -17,8 +17,8 @@ pub enum RequestError {
         /// The parser's complaint.
         why: String,
     },
-    /// A scheme other than http.
-    #[error("unsupported scheme {0:?} in {1:?}: hammer speaks http:// (TLS and HTTP/2 are not built yet)")]
+    /// A scheme other than http and https.
+    #[error("unsupported scheme {0:?} in {1:?}: hammer speaks http:// and https://")]
     Scheme(String, String),
     /// The host did not resolve.
     #[error("cannot resolve {host:?}: {why}")]
@@ -64,6 +64,10 @@ pub struct Origin {
     pub addr: SocketAddr,
     /// `scheme://host:port`, for reports.
     pub display: String,
+    /// The host as the URL names it (TLS server name).
+    pub host: String,
+    /// An https:// origin: connections speak TLS.
+    pub https: bool,
 }
 
 fn valid_token(s: &str) -> bool {
@@ -82,15 +86,16 @@ pub fn parse_url(text: &str) -> Result<(Url, String), RequestError> {
         url: text.into(),
         why: e.to_string(),
     })?;
-    if url.scheme() != "http" {
-        return Err(RequestError::Scheme(url.scheme().into(), text.into()));
+    let scheme = url.scheme();
+    if scheme != "http" && scheme != "https" {
+        return Err(RequestError::Scheme(scheme.into(), text.into()));
     }
     let host = url.host_str().ok_or_else(|| RequestError::BadUrl {
         url: text.into(),
         why: "no host".into(),
     })?;
     let port = url.port_or_known_default().unwrap_or(80);
-    Ok((url.clone(), format!("http://{host}:{port}")))
+    Ok((url.clone(), format!("{scheme}://{host}:{port}")))
 }
 
 /// Builds the bytes of every target and resolves their common origin.
@@ -125,7 +130,15 @@ pub fn prepare(
             host: host.into(),
             why: "no addresses".into(),
         })?;
-    Ok((Origin { addr, display }, prepared))
+    Ok((
+        Origin {
+            addr,
+            display,
+            host: host.into(),
+            https: url.scheme() == "https",
+        },
+        prepared,
+    ))
 }
 
 fn build(
@@ -232,10 +245,8 @@ mod tests {
         let bad = |url: &str| prepare(&[load(target("GET", url, &[]))], true).unwrap_err();
         assert!(matches!(bad("not a url"), RequestError::BadUrl { .. }));
         assert!(matches!(bad("ftp://127.0.0.1/"), RequestError::Scheme(..)));
-        assert!(matches!(
-            bad("https://127.0.0.1/"),
-            RequestError::Scheme(..)
-        ));
+        let (https, _) = prepare(&[load(target("GET", "https://localhost/", &[]))], true).unwrap();
+        assert!(https.https && https.display == "https://localhost:443" && https.host == "localhost");
         let mixed = [
             load(target("GET", "http://127.0.0.1:1/", &[])),
             load(target("GET", "http://127.0.0.1:2/", &[])),

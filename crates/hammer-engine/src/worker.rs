@@ -32,6 +32,7 @@ use super::holds::Holds;
 use super::pool::Pool;
 use super::request::Prepared;
 use super::timer::PreciseTimer;
+use super::tls::Tls;
 
 const TIMER: Token = Token(usize::MAX);
 /// How often the worker hands its interval measurements to the main thread.
@@ -46,6 +47,8 @@ const SCRATCH: usize = 64 * 1024;
 pub struct WorkerConfig {
     /// Where to connect.
     pub addr: SocketAddr,
+    /// TLS, for https.
+    pub tls: Option<Tls>,
     /// The prepared requests, sent round robin.
     pub requests: Arc<[Prepared]>,
     /// Most connections this worker may have open.
@@ -347,7 +350,7 @@ impl<P: Pacer> Worker<P> {
         let generation = self.next_generation;
         self.next_generation += 1;
         let mut conn =
-            Conn::connect(self.cfg.addr, generation, now).map_err(|e| connect_error(&e))?;
+            Conn::connect(self.cfg.addr, self.cfg.tls.as_ref(), generation, now).map_err(|e| connect_error(&e))?;
         let entry = self.conns.vacant_entry();
         self.poll
             .registry()
@@ -406,10 +409,30 @@ impl<P: Pacer> Worker<P> {
             match self.conns.get_mut(slot) {
                 Some(conn) if conn.generation == generation => {
                     let step = conn.read(&self.cfg.requests, &mut self.scratch);
+                    self.record_setup(slot, generation);
                     self.settle(slot, step);
                 }
                 _ => {}
             }
+        }
+        self.record_setup(slot, generation);
+    }
+
+    /// Records a connection's connect and handshake times once known.
+    fn record_setup(&mut self, slot: usize, generation: u64) {
+        let Some(conn) = self.conns.get_mut(slot).filter(|c| c.generation == generation) else {
+            return;
+        };
+        let setup = std::mem::take(&mut conn.setup);
+        if setup.connect.is_none() && setup.handshake.is_none() {
+            return;
+        }
+        let recorder = self.recorder(Instant::now());
+        if let Some(d) = setup.connect {
+            recorder.record_connect(d);
+        }
+        if let Some(d) = setup.handshake {
+            recorder.record_handshake(d);
         }
     }
 
@@ -489,6 +512,7 @@ impl<P: Pacer> Worker<P> {
         expired.extend(self.conns.iter().filter_map(|(slot, c)| {
             let connect_late = c
                 .connecting_since
+                .or(c.handshaking_since)
                 .is_some_and(|t| now.saturating_duration_since(t) >= self.cfg.connect_timeout);
             let request_late = c
                 .busy
@@ -496,9 +520,11 @@ impl<P: Pacer> Worker<P> {
             (connect_late || request_late).then_some(slot)
         }));
         for &slot in &expired {
-            let connecting = self.conns[slot].connecting_since;
-            let kind = if connecting.is_some() {
+            let conn = &self.conns[slot];
+            let kind = if conn.connecting_since.is_some() {
                 ErrorKind::ConnectTimeout
+            } else if conn.handshaking_since.is_some() {
+                ErrorKind::TlsHandshake
             } else {
                 ErrorKind::Timeout
             };

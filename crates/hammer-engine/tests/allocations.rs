@@ -63,6 +63,7 @@ fn allocations_for(requests: u64, addr: std::net::SocketAddr) -> u64 {
         connect_timeout: Duration::from_secs(3),
         keepalive: true,
         shard: Share::ALL,
+        tls: None,
     };
     let before = ALLOCATIONS.load(Ordering::Relaxed);
     let run = Run::start(config, Arc::new(AtomicBool::new(false))).unwrap();

@@ -49,6 +49,7 @@ fn warmup_is_sent_on_the_same_connections_but_not_measured() {
         connect_timeout: Duration::from_secs(3),
         keepalive: true,
         shard: Share::ALL,
+        tls: None,
     };
     let outcome = Run::start(config, Arc::new(AtomicBool::new(false)))
         .unwrap()

@@ -116,5 +116,6 @@ fn config(load: &Load, rate: f64, warmup: Duration, measure: Duration) -> std::i
         connect_timeout: Duration::from_secs(3),
         keepalive: true,
         shard: hammer_core::pacer::Share::ALL,
+        tls: None,
     })
 }

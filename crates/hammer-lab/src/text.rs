@@ -71,6 +71,14 @@ pub fn render(run: &RunResult, title: &str) -> String {
     ] {
         let _ = writeln!(out, "  {name:<11}{}", row(p));
     }
+    for (name, p) in [
+        ("connect", &run.connect_ms),
+        ("TLS hshake", &run.tls_handshake_ms),
+    ] {
+        if let Some(p) = p {
+            let _ = writeln!(out, "  {name:<11}{}", row(p));
+        }
+    }
     if let Ok(h) = run.latency_histogram() {
         let _ = writeln!(out, "\n  Latency distribution (from intended send time)");
         out.push_str(&bar_chart(&h));

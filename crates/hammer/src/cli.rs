@@ -235,9 +235,29 @@ pub struct AttackArgs {
     #[arg(long)]
     pub http2: bool,
 
-    /// Skip TLS certificate checks (for https://, which is not built yet).
-    #[arg(long)]
+    /// https: accept any server certificate (self-signed, expired, another
+    /// name). The traffic is still encrypted.
+    #[arg(long, short = 'k')]
     pub insecure: bool,
+
+    /// https: trust only the CA certificates in this PEM file instead of the
+    /// system's store (as curl's --cacert).
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
+
+    /// https: a client certificate chain (PEM) for servers that require
+    /// mutual TLS; needs --client-key.
+    #[arg(long, value_name = "FILE", requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+
+    /// https: the private key (PEM) of --client-cert.
+    #[arg(long, value_name = "FILE", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
+
+    /// https: no TLS session resumption, so every new connection makes a full
+    /// handshake (with --disable-keepalive: a full handshake per request).
+    #[arg(long)]
+    pub no_tls_resume: bool,
 
     /// A new connection for every request (sends `Connection: close`).
     #[arg(long)]

@@ -16,7 +16,8 @@ use hammer_core::result::RunResult;
 use hammer_core::slo::Slo;
 use hammer_core::targets::{parse_header, parse_targets, Target};
 use hammer_engine::limits;
-use hammer_engine::request::{parse_url, prepare, Loaded};
+use hammer_engine::request::{parse_url, prepare, Loaded, Origin};
+use hammer_engine::tls::{Tls, TlsOptions};
 use hammer_engine::{Config, Mode, Outcome, Run};
 use hammer_lab::text;
 use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
@@ -41,8 +42,10 @@ struct Attack {
 /// Runs `hammer attack`.
 pub fn run(args: AttackArgs) -> Result<Exit> {
     let nofile = limits::raise_nofile();
-    let attack = resolve(&args, limits::max_connections(nofile))?;
-    preflight(&attack.config)?;
+    let mut attack = resolve(&args, limits::max_connections(nofile))?;
+    if let Some(agreed) = preflight(&attack.config)? {
+        attack.title += &agreed;
+    }
     wait_for_start(args.start_at)?;
 
     let (stop, interrupted) = super::on_ctrl_c();
@@ -126,6 +129,7 @@ fn resolve(args: &AttackArgs, max_conns: Option<u64>) -> Result<Attack> {
     let (targets, demo) = load_targets(args)?;
     let (origin, requests) =
         prepare(&targets, !args.disable_keepalive).map_err(|e| bad_input(e.to_string()))?;
+    let tls = tls_of(args, &origin)?;
     let shard = parse_shard(args.shard.as_deref())?;
     let (mode, plan_duration) = mode_of(args)?;
     let open = matches!(mode, Mode::Open { .. });
@@ -173,6 +177,7 @@ fn resolve(args: &AttackArgs, max_conns: Option<u64>) -> Result<Attack> {
             connect_timeout: args.connect_timeout,
             keepalive: !args.disable_keepalive,
             shard,
+            tls,
         },
         title,
         target_rate,
@@ -311,9 +316,44 @@ fn parse_shard(text: Option<&str>) -> Result<Share> {
     })
 }
 
-fn preflight(cfg: &Config) -> Result<()> {
+/// TLS for an https:// origin, from the flags (ignored for http://, as curl does).
+fn tls_of(args: &AttackArgs, origin: &Origin) -> Result<Option<Tls>> {
+    if !origin.https {
+        return Ok(None);
+    }
+    let options = TlsOptions {
+        insecure: args.insecure,
+        ca_file: args.cacert.clone(),
+        client_cert: args.client_cert.clone(),
+        client_key: args.client_key.clone(),
+        no_resume: args.no_tls_resume,
+        alpn: vec![b"http/1.1".to_vec()],
+        alpn_required: false,
+    };
+    Tls::new(&origin.host, &options)
+        .map(Some)
+        .map_err(|e| bad_input(e.to_string()))
+}
+
+/// Connects once (and handshakes, over TLS) so that a target the run could
+/// not reach, or a certificate it would reject, is one line and exit 2
+/// rather than a run of errors. Returns a line saying what TLS agreed.
+fn preflight(cfg: &Config) -> Result<Option<String>> {
+    if let Some(tls) = &cfg.tls {
+        let agreed = tls
+            .preflight(cfg.addr, cfg.connect_timeout)
+            .map_err(|e| bad_input(e.to_string()))?;
+        let alpn = agreed
+            .alpn
+            .map(|p| format!(", ALPN {p}"))
+            .unwrap_or_default();
+        return Ok(Some(format!(
+            "\n  {} {}{alpn}",
+            agreed.version, agreed.suite
+        )));
+    }
     TcpStream::connect_timeout(&cfg.addr, cfg.connect_timeout)
-        .map(drop)
+        .map(|_| None)
         .map_err(|e| {
             bad_input(format!(
                 "cannot connect to {}: {e} (is the service running?)",

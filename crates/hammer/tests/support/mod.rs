@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod tls;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::process::{Command, Output, Stdio};
@@ -31,6 +33,8 @@ pub struct Seen {
     pub requests: AtomicU64,
     /// Connections accepted.
     pub connections: AtomicU64,
+    /// TLS: handshakes that resumed a session (the rest were full).
+    pub resumed: AtomicU64,
     /// The last request's method, path, `x-test` header and body.
     pub last: Mutex<Option<LastRequest>>,
     /// Every path requested.
@@ -68,6 +72,15 @@ pub struct Server {
 
 impl Server {
     pub fn start(behavior: Behavior) -> Server {
+        Server::start_with(behavior, None)
+    }
+
+    /// A server speaking TLS with this configuration (see [`tls::Pki`]).
+    pub fn start_tls(behavior: Behavior, config: Arc<rustls::ServerConfig>) -> Server {
+        Server::start_with(behavior, Some(config))
+    }
+
+    fn start_with(behavior: Behavior, tls: Option<Arc<rustls::ServerConfig>>) -> Server {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -88,13 +101,30 @@ impl Server {
                 let _ = stream.set_nodelay(true);
                 seen2.connections.fetch_add(1, Ordering::SeqCst);
                 let seen = seen2.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
+                    let seen2 = seen.clone();
                     let service = hyper::service::service_fn(move |req| {
-                        handle(req, behavior, start, seen.clone())
+                        handle(req, behavior, start, seen2.clone())
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let http = hyper::server::conn::http1::Builder::new();
+                    match tls {
+                        None => {
+                            let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                        }
+                        Some(config) => {
+                            let acceptor = tokio_rustls::TlsAcceptor::from(config);
+                            let Ok(stream) = acceptor.accept(stream).await else {
+                                return;
+                            };
+                            if stream.get_ref().1.handshake_kind()
+                                == Some(rustls::HandshakeKind::Resumed)
+                            {
+                                seen.resumed.fetch_add(1, Ordering::SeqCst);
+                            }
+                            let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                        }
+                    }
                 });
             }
         });
@@ -107,6 +137,11 @@ impl Server {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// An https URL by the name the test certificate carries.
+    pub fn https_url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.addr.port())
     }
 
     pub fn requests(&self) -> u64 {
