@@ -10,6 +10,8 @@ nginx serves `return 200` on loopback, pinned to its own cores.
 
     peers.py open-loop   highest open-loop rate each generator sustains
     peers.py scale       closed loop and open loop at 1, 2, 4, ... threads
+    peers.py tls         HTTP/1.1 over TLS, closed loop, one core each: hammer,
+                         wrk, oha (keep-alive), and a handshake per request
 """
 
 import argparse
@@ -39,6 +41,14 @@ http {{
   client_body_temp_path {work}/body;
   keepalive_requests 1000000000;
   server {{ listen 127.0.0.1:{port} backlog=65535; location / {{ return 200 "hello\\n"; }} }}
+  server {{
+    listen 127.0.0.1:{tls_port} ssl backlog=65535;
+    ssl_certificate {work}/cert.pem;
+    ssl_certificate_key {work}/key.pem;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_session_cache shared:tls:10m;
+    location / {{ return 200 "hello\\n"; }}
+  }}
 }}
 """
 
@@ -58,10 +68,17 @@ class Nginx:
 
     def __init__(self, workers):
         self.work = tempfile.mkdtemp(prefix="hammer-bench-")
-        self.port = free_port()
+        self.port, self.tls_port = free_port(), free_port()
+        # A self-signed P-256 certificate for localhost (the generators skip
+        # verification: -k, --insecure; wrk never verifies).
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+             "-keyout", f"{self.work}/key.pem", "-out", f"{self.work}/cert.pem", "-days", "2",
+             "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         conf = os.path.join(self.work, "nginx.conf")
         with open(conf, "w") as f:
-            f.write(NGINX_CONF.format(workers=workers, work=self.work, port=self.port))
+            f.write(NGINX_CONF.format(workers=workers, work=self.work, port=self.port, tls_port=self.tls_port))
         for d in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
             os.makedirs(f"/var/lib/nginx/{d}", exist_ok=True)
         self.proc = subprocess.Popen(
@@ -71,6 +88,7 @@ class Nginx:
             start_new_session=True,
         )
         self.url = f"http://127.0.0.1:{self.port}/"
+        self.tls_url = f"https://127.0.0.1:{self.tls_port}/"
         for _ in range(100):
             try:
                 urllib.request.urlopen(self.url, timeout=1).read()
@@ -117,8 +135,8 @@ def measure(cmd, cpus):
     return out, usage.ru_utime + usage.ru_stime, rss[0], wall
 
 
-def hammer(url, threads, duration, cpus, rate=None, conns=None):
-    cmd = ["hammer", "attack", url, "-w", str(threads), "-d", f"{duration}s", "--format", "json", "-q"]
+def hammer(url, threads, duration, cpus, rate=None, conns=None, extra=()):
+    cmd = ["hammer", "attack", url, "-w", str(threads), "-d", f"{duration}s", "--format", "json", "-q", *extra]
     if rate:
         cmd += ["-r", str(int(rate))]
     if conns:
@@ -144,8 +162,8 @@ def wrk(url, threads, duration, cpus, conns):
     return {"achieved": rps, "requests": total, "cpu_s": cpu, "rss_mib": rss}
 
 
-def oha(url, duration, cpus, conns, rate=None):
-    cmd = ["oha", url, "-z", f"{duration}s", "-c", str(conns), "--no-tui", "--output-format", "json"]
+def oha(url, duration, cpus, conns, rate=None, extra=()):
+    cmd = ["oha", url, "-z", f"{duration}s", "-c", str(conns), "--no-tui", "--output-format", "json", *extra]
     if rate:
         cmd += ["-q", str(int(rate)), "--latency-correction"]
     out, cpu, rss, wall = measure(cmd, cpus)
@@ -252,6 +270,48 @@ def scale(args):
         nginx.stop()
 
 
+def tls(args):
+    """nginx (1 worker, TLS) on core 0; each generator on core 1, one thread."""
+    nginx = Nginx(1)
+    url = nginx.tls_url
+    c = str(args.conns)
+    runs = [
+        (f"hammer -c {c}", lambda: hammer(url, 1, args.duration, "1", conns=args.conns, extra=["-k"])),
+        (f"wrk -c {c}", lambda: wrk(url, 1, args.duration, "1", args.conns)),
+        (f"oha -c {c}", lambda: oha(url, args.duration, "1", args.conns, extra=["--insecure"])),
+        (f"hammer -c {c} --disable-keepalive", lambda: hammer(
+            url, 1, args.duration, "1", conns=args.conns, extra=["-k", "--disable-keepalive"])),
+        (f"hammer -c {c} --disable-keepalive --no-tls-resume", lambda: hammer(
+            url, 1, args.duration, "1", conns=args.conns, extra=["-k", "--disable-keepalive", "--no-tls-resume"])),
+        (f"oha -c {c} --disable-keepalive", lambda: oha(
+            url, args.duration, "1", args.conns, extra=["--insecure", "--disable-keepalive"])),
+    ]
+    got = {name: [] for name, _ in runs}
+    try:
+        for round_ in range(args.rounds):
+            for name, run in runs:
+                if name.startswith("oha") and not shutil.which("oha") or name.startswith("wrk") and not shutil.which("wrk"):
+                    continue
+                r = run()
+                got[name].append(r)
+                print(f"  round {round_ + 1} {name:48}{r['achieved']:>10.0f} req/s{per_cpu_s(r):>10.0f} req/CPU-s"
+                      f"{r['rss_mib']:>8.1f} MiB", flush=True)
+    finally:
+        nginx.stop()
+    print(f"\nHTTP/1.1 over TLS (nginx 1 worker on core 0, generator on core 1, {args.duration} s, median of {args.rounds}):")
+    print(f"  {'generator':50}{'req/s':>10}{'req/CPU-s':>11}{'RSS MiB':>9}")
+    med = {}
+    for name, rs in got.items():
+        if not rs:
+            continue
+        m = lambda k: statistics.median(x[k] for x in rs)
+        med[name] = statistics.median(per_cpu_s(x) for x in rs)
+        print(f"  {name:50}{m('achieved'):>10.0f}{med[name]:>11.0f}{m('rss_mib'):>9.1f}")
+    h, w = med.get(f"hammer -c {c}"), med.get(f"wrk -c {c}")
+    if h and w:
+        print(f"  hammer/wrk req per client CPU-second: {h / w:.2f}x")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="what", required=True)
@@ -267,11 +327,15 @@ def main():
     s.add_argument("--fractions", type=float, nargs="+", default=[0.5, 0.8])
     s.add_argument("--oha-open", action="store_true", help="also run oha -q at each open-loop rate")
     s.add_argument("--threads", type=int, nargs="+", help="thread counts (default 1, 2, 4, ... up to half the cores)")
+    t = sub.add_parser("tls")
+    t.add_argument("--duration", type=int, default=5)
+    t.add_argument("--rounds", type=int, default=3)
+    t.add_argument("--conns", type=int, default=50)
     args = ap.parse_args()
-    for tool in ("hammer", "nginx", "taskset"):
+    for tool in ("hammer", "nginx", "taskset", "openssl"):
         if not shutil.which(tool):
             sys.exit(f"{tool} is not on PATH")
-    {"open-loop": open_loop, "scale": scale}[args.what](args)
+    {"open-loop": open_loop, "scale": scale, "tls": tls}[args.what](args)
 
 
 if __name__ == "__main__":

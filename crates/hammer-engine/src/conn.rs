@@ -281,7 +281,11 @@ impl Conn {
                     self.setup.handshake = Some(since.elapsed());
                 }
             }
-            if tls.wants_write() || self.busy.is_some_and(|f| f.written < requests[f.req].bytes.len()) {
+            if tls.wants_write()
+                || self
+                    .busy
+                    .is_some_and(|f| f.written < requests[f.req].bytes.len())
+            {
                 match self.write_tls(requests) {
                     Step::Wait => {}
                     other => return other,

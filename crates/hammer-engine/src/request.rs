@@ -246,7 +246,9 @@ mod tests {
         assert!(matches!(bad("not a url"), RequestError::BadUrl { .. }));
         assert!(matches!(bad("ftp://127.0.0.1/"), RequestError::Scheme(..)));
         let (https, _) = prepare(&[load(target("GET", "https://localhost/", &[]))], true).unwrap();
-        assert!(https.https && https.display == "https://localhost:443" && https.host == "localhost");
+        assert!(
+            https.https && https.display == "https://localhost:443" && https.host == "localhost"
+        );
         let mixed = [
             load(target("GET", "http://127.0.0.1:1/", &[])),
             load(target("GET", "http://127.0.0.1:2/", &[])),

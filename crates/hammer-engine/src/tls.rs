@@ -22,7 +22,9 @@ use rustls::client::Resumption;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{
+    ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
 
 /// What the user asked of TLS.
 #[derive(Debug, Clone, Default)]
@@ -62,9 +64,7 @@ pub enum TlsError {
     #[error("--client-cert and --client-key go together")]
     HalfClientAuth,
     /// No root to check the server against.
-    #[error(
-        "no trusted CA certificates in the system store{0}: use --cacert FILE, or --insecure"
-    )]
+    #[error("no trusted CA certificates in the system store{0}: use --cacert FILE, or --insecure")]
     NoRoots(String),
     /// rustls refused the configuration (a key that does not fit its certificate).
     #[error("TLS configuration: {0}")]
@@ -140,24 +140,33 @@ fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     Ok(certs)
 }
 
-fn roots(ca_file: Option<&Path>) -> Result<RootCertStore, TlsError> {
-    let mut roots = RootCertStore::empty();
+/// The CA certificates a server is checked against: those of `ca_file`
+/// (`--cacert`), else the system store's. For other HTTP clients of the same
+/// run (the lab's diagnostics fetches) to trust what the engine trusts.
+pub fn root_certificates(ca_file: Option<&Path>) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     if let Some(path) = ca_file {
-        let (added, _) = roots.add_parsable_certificates(certificates(path)?);
-        if added == 0 {
-            return Err(TlsError::NoCertificate(path.display().to_string()));
-        }
-        return Ok(roots);
+        return certificates(path);
     }
     let found = rustls_native_certs::load_native_certs();
-    roots.add_parsable_certificates(found.certs);
-    if roots.is_empty() {
+    if found.certs.is_empty() {
         let why = found
             .errors
             .first()
             .map(|e| format!(" ({e})"))
             .unwrap_or_default();
         return Err(TlsError::NoRoots(why));
+    }
+    Ok(found.certs)
+}
+
+fn roots(ca_file: Option<&Path>) -> Result<RootCertStore, TlsError> {
+    let mut roots = RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(root_certificates(ca_file)?);
+    if added == 0 {
+        return Err(match ca_file {
+            Some(path) => TlsError::NoCertificate(path.display().to_string()),
+            None => TlsError::NoRoots(" (none parsed)".into()),
+        });
     }
     Ok(roots)
 }
@@ -181,12 +190,11 @@ impl Tls {
             (None, None) => builder.with_no_client_auth(),
             (Some(cert), Some(key)) => {
                 let chain = certificates(cert)?;
-                let key = PrivateKeyDer::from_pem_slice(&read_pem(key)?).map_err(|e| {
-                    TlsError::Read {
+                let key =
+                    PrivateKeyDer::from_pem_slice(&read_pem(key)?).map_err(|e| TlsError::Read {
                         path: key.display().to_string(),
                         why: e.to_string(),
-                    }
-                })?;
+                    })?;
                 builder
                     .with_client_auth_cert(chain, key)
                     .map_err(|e| TlsError::Config(e.to_string()))?
@@ -287,7 +295,12 @@ fn await_verdict(session: &mut ClientConnection, tcp: &mut TcpStream) -> io::Res
     match session.read_tls(tcp) {
         Ok(0) => return Err(closed()),
         Ok(_) => {}
-        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
             return Ok(())
         }
         Err(e) => return Err(e),
@@ -344,7 +357,12 @@ impl ServerCertVerifier for AnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -353,7 +371,12 @@ impl ServerCertVerifier for AnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {

@@ -349,8 +349,8 @@ impl<P: Pacer> Worker<P> {
     fn open(&mut self, now: Instant) -> Result<usize, ErrorKind> {
         let generation = self.next_generation;
         self.next_generation += 1;
-        let mut conn =
-            Conn::connect(self.cfg.addr, self.cfg.tls.as_ref(), generation, now).map_err(|e| connect_error(&e))?;
+        let mut conn = Conn::connect(self.cfg.addr, self.cfg.tls.as_ref(), generation, now)
+            .map_err(|e| connect_error(&e))?;
         let entry = self.conns.vacant_entry();
         self.poll
             .registry()
@@ -420,7 +420,11 @@ impl<P: Pacer> Worker<P> {
 
     /// Records a connection's connect and handshake times once known.
     fn record_setup(&mut self, slot: usize, generation: u64) {
-        let Some(conn) = self.conns.get_mut(slot).filter(|c| c.generation == generation) else {
+        let Some(conn) = self
+            .conns
+            .get_mut(slot)
+            .filter(|c| c.generation == generation)
+        else {
             return;
         };
         let setup = std::mem::take(&mut conn.setup);

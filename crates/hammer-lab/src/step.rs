@@ -44,6 +44,8 @@ pub struct Load {
     pub connections: usize,
     /// Worker threads.
     pub workers: usize,
+    /// TLS, for an https:// target.
+    pub tls: Option<hammer_engine::tls::Tls>,
 }
 
 impl Target for Load {
@@ -116,6 +118,6 @@ fn config(load: &Load, rate: f64, warmup: Duration, measure: Duration) -> std::i
         connect_timeout: Duration::from_secs(3),
         keepalive: true,
         shard: hammer_core::pacer::Share::ALL,
-        tls: None,
+        tls: load.tls.clone(),
     })
 }

@@ -117,6 +117,12 @@ pub struct LabArgs {
     /// Whole-request timeout.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
+    /// https target and diagnostics: accept any server certificate.
+    #[arg(long, short = 'k')]
+    pub insecure: bool,
+    /// https target and diagnostics: trust only the CAs in this PEM file.
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
     /// Report directory.
     #[arg(short, long, default_value = "lab-report")]
     pub out: PathBuf,
@@ -160,6 +166,10 @@ Examples:
 
   # No URL: attack hammer's built-in demo target on a loopback port
   hammer attack -r 2000 -d 5s
+
+  # https with a private CA; a full TLS handshake per request
+  hammer attack -r 200 -d 30s --cacert ca.pem --disable-keepalive --no-tls-resume \\
+      https://127.0.0.1:8443/
 
 Latency is measured from the time each request was due (open loop), so a
 stalled server cannot hide behind a stalled generator. Service time is

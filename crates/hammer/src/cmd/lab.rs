@@ -17,7 +17,8 @@ use hammer_core::slo::Slo;
 use hammer_core::targets::{parse_header, Target};
 use hammer_engine::limits;
 use hammer_engine::request::{prepare, Loaded};
-use hammer_lab::diag::HttpDiagnostics;
+use hammer_engine::tls::{Tls, TlsOptions};
+use hammer_lab::diag::{HttpDiagnostics, Trust};
 use hammer_lab::step::{Load, Tick};
 use hammer_lab::{html, summary, About, Lab, LabReport, Machine, Observer, StepRecord};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -297,22 +298,46 @@ impl Spec {
             body,
         };
         let (origin, requests) = prepare(&[loaded], true).map_err(|e| bad_input(e.to_string()))?;
+        let options = TlsOptions {
+            insecure: args.insecure,
+            ca_file: args.cacert.clone(),
+            alpn: vec![b"http/1.1".to_vec()],
+            ..TlsOptions::default()
+        };
+        let tls = origin
+            .https
+            .then(|| Tls::new(&origin.host, &options))
+            .transpose()
+            .map_err(|e| bad_input(e.to_string()))?;
+        if let Some(tls) = &tls {
+            tls.preflight(origin.addr, Duration::from_secs(3))
+                .map_err(|e| bad_input(e.to_string()))?;
+        }
+        let https_diag = diag.as_deref().is_some_and(|d| d.starts_with("https://"));
+        let trust = if origin.https || https_diag {
+            Trust::new(&options).map_err(|e| bad_input(e.to_string()))?
+        } else {
+            Trust::default()
+        };
         let load = Load {
             addr: origin.addr,
             requests,
             timeout: args.timeout,
             connections,
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            tls,
         };
         let started = Started {
             about: About {
                 name: name.clone(),
                 slug: slug.clone(),
                 request: format!("{method} {url}"),
-                version: info_version(&origin.display),
+                version: info_version(&origin.display, &trust),
             },
             load,
-            diag: diag.as_deref().map(HttpDiagnostics::new),
+            diag: diag
+                .as_deref()
+                .map(|d| HttpDiagnostics::new(d, trust.clone())),
         };
         probe(&started, args, builtin_db)?;
         Ok((started, service))
@@ -320,8 +345,9 @@ impl Spec {
 }
 
 /// The version a hammer-diag (or Uptime-style) service reports at `/info`.
-fn info_version(origin: &str) -> Option<String> {
-    let body = hammer_lab::diag::get(&format!("{origin}/info"), Duration::from_secs(2)).ok()?;
+fn info_version(origin: &str, trust: &Trust) -> Option<String> {
+    let body =
+        hammer_lab::diag::get(&format!("{origin}/info"), Duration::from_secs(2), trust).ok()?;
     let info: serde_json::Value = serde_json::from_slice(&body).ok()?;
     info["version"].as_str().map(String::from)
 }
