@@ -12,6 +12,8 @@ nginx serves `return 200` on loopback, pinned to its own cores.
     peers.py scale       closed loop and open loop at 1, 2, 4, ... threads
     peers.py tls         HTTP/1.1 over TLS, closed loop, one core each: hammer,
                          wrk, oha (keep-alive), and a handshake per request
+    peers.py h2          HTTP/2, h2c and over TLS, 10 connections x 10 streams,
+                         closed loop, one core each: hammer, h2load, oha
 """
 
 import argparse
@@ -49,6 +51,15 @@ http {{
     ssl_session_cache shared:tls:10m;
     location / {{ return 200 "hello\\n"; }}
   }}
+  server {{ listen 127.0.0.1:{h2c_port} http2 backlog=65535; location / {{ return 200 "hello\\n"; }} }}
+  server {{
+    listen 127.0.0.1:{h2_port} ssl http2 backlog=65535;
+    ssl_certificate {work}/cert.pem;
+    ssl_certificate_key {work}/key.pem;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    http2_max_concurrent_streams 128;
+    location / {{ return 200 "hello\\n"; }}
+  }}
 }}
 """
 
@@ -69,6 +80,7 @@ class Nginx:
     def __init__(self, workers):
         self.work = tempfile.mkdtemp(prefix="hammer-bench-")
         self.port, self.tls_port = free_port(), free_port()
+        self.h2c_port, self.h2_port = free_port(), free_port()
         # A self-signed P-256 certificate for localhost (the generators skip
         # verification: -k, --insecure; wrk never verifies).
         subprocess.run(
@@ -78,7 +90,8 @@ class Nginx:
             check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         conf = os.path.join(self.work, "nginx.conf")
         with open(conf, "w") as f:
-            f.write(NGINX_CONF.format(workers=workers, work=self.work, port=self.port, tls_port=self.tls_port))
+            f.write(NGINX_CONF.format(workers=workers, work=self.work, port=self.port, tls_port=self.tls_port,
+                                      h2c_port=self.h2c_port, h2_port=self.h2_port))
         for d in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
             os.makedirs(f"/var/lib/nginx/{d}", exist_ok=True)
         self.proc = subprocess.Popen(
@@ -89,6 +102,8 @@ class Nginx:
         )
         self.url = f"http://127.0.0.1:{self.port}/"
         self.tls_url = f"https://127.0.0.1:{self.tls_port}/"
+        self.h2c_url = f"http://127.0.0.1:{self.h2c_port}/"
+        self.h2_url = f"https://127.0.0.1:{self.h2_port}/"
         for _ in range(100):
             try:
                 urllib.request.urlopen(self.url, timeout=1).read()
@@ -312,6 +327,55 @@ def tls(args):
         print(f"  hammer/wrk req per client CPU-second: {h / w:.2f}x")
 
 
+def h2load(url, duration, cpus, conns, streams):
+    out, cpu, rss, _ = measure(["h2load", "-D", str(duration), "-c", str(conns), "-m", str(streams), url], cpus)
+    done = int(re.search(r"requests: \d+ total, \d+ started, (\d+) done", out).group(1))
+    rps = float(re.search(r"finished in [\d.]+s, ([\d.]+) req/s", out).group(1))
+    return {"achieved": rps, "requests": done, "cpu_s": cpu, "rss_mib": rss}
+
+
+def h2(args):
+    """nginx (1 worker, http2) on core 0; each generator on core 1, one thread."""
+    nginx = Nginx(1)
+    c, m = args.conns, args.streams
+    runs = []
+    for proto, url in (("h2c", nginx.h2c_url), ("h2 TLS", nginx.h2_url)):
+        runs += [
+            (f"{proto}: hammer -c {c} --streams {m}", lambda url=url: hammer(
+                url, 1, args.duration, "1", conns=c, extra=["-k", "--http2", "--streams", str(m)])),
+            (f"{proto}: h2load -c {c} -m {m}", lambda url=url: h2load(url, args.duration, "1", c, m)),
+            (f"{proto}: oha --http2 -c {c} -p {m}", lambda url=url: oha(
+                url, args.duration, "1", c, extra=["--insecure", "--http2", "-p", str(m)])),
+        ]
+    got = {name: [] for name, _ in runs}
+    try:
+        for round_ in range(args.rounds):
+            for name, run in runs:
+                tool = name.split(": ")[1].split()[0]
+                if not shutil.which(tool):
+                    continue
+                r = run()
+                got[name].append(r)
+                print(f"  round {round_ + 1} {name:40}{r['achieved']:>10.0f} req/s{per_cpu_s(r):>10.0f} req/CPU-s"
+                      f"{r['rss_mib']:>8.1f} MiB", flush=True)
+    finally:
+        nginx.stop()
+    print(f"\nHTTP/2 (nginx 1 worker on core 0, generator on core 1, {args.duration} s, median of {args.rounds}):")
+    print(f"  {'generator':42}{'req/s':>10}{'req/CPU-s':>11}{'RSS MiB':>9}")
+    med = {}
+    for name, rs in got.items():
+        if not rs:
+            continue
+        m_ = lambda k: statistics.median(x[k] for x in rs)
+        med[name] = statistics.median(per_cpu_s(x) for x in rs)
+        print(f"  {name:42}{m_('achieved'):>10.0f}{med[name]:>11.0f}{m_('rss_mib'):>9.1f}")
+    for proto in ("h2c", "h2 TLS"):
+        h = med.get(f"{proto}: hammer -c {c} --streams {m}")
+        p = med.get(f"{proto}: h2load -c {c} -m {m}")
+        if h and p:
+            print(f"  {proto}: hammer/h2load req per client CPU-second: {h / p:.2f}x")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="what", required=True)
@@ -331,11 +395,16 @@ def main():
     t.add_argument("--duration", type=int, default=5)
     t.add_argument("--rounds", type=int, default=3)
     t.add_argument("--conns", type=int, default=50)
+    h = sub.add_parser("h2")
+    h.add_argument("--duration", type=int, default=5)
+    h.add_argument("--rounds", type=int, default=3)
+    h.add_argument("--conns", type=int, default=10)
+    h.add_argument("--streams", type=int, default=10)
     args = ap.parse_args()
     for tool in ("hammer", "nginx", "taskset", "openssl"):
         if not shutil.which(tool):
             sys.exit(f"{tool} is not on PATH")
-    {"open-loop": open_loop, "scale": scale, "tls": tls}[args.what](args)
+    {"open-loop": open_loop, "scale": scale, "tls": tls, "h2": h2}[args.what](args)
 
 
 if __name__ == "__main__":

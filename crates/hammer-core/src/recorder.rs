@@ -40,11 +40,15 @@ pub enum ErrorKind {
     /// The peer sent a TLS alert, or TLS records that do not decrypt, after
     /// the handshake.
     TlsAlert,
+    /// HTTP/2: the server reset the request's stream (RST_STREAM).
+    RstStream,
+    /// HTTP/2: the server said GOAWAY before it processed the request.
+    GoAway,
 }
 
 impl ErrorKind {
     /// Every kind, in report order.
-    pub const ALL: [ErrorKind; 11] = [
+    pub const ALL: [ErrorKind; 13] = [
         ErrorKind::Refused,
         ErrorKind::ConnectTimeout,
         ErrorKind::Connect,
@@ -56,6 +60,8 @@ impl ErrorKind {
         ErrorKind::Io,
         ErrorKind::TlsHandshake,
         ErrorKind::TlsAlert,
+        ErrorKind::RstStream,
+        ErrorKind::GoAway,
     ];
 
     /// The stable name used in reports and JSON.
@@ -72,6 +78,8 @@ impl ErrorKind {
             ErrorKind::Io => "io",
             ErrorKind::TlsHandshake => "tls_handshake",
             ErrorKind::TlsAlert => "tls_alert",
+            ErrorKind::RstStream => "rst_stream",
+            ErrorKind::GoAway => "goaway",
         }
     }
 
@@ -97,6 +105,7 @@ pub struct Recorder {
     lag: Histogram<u64>,
     connect: Histogram<u64>,
     handshake: Histogram<u64>,
+    settings: Histogram<u64>,
     status: Vec<u64>,
     errors: [u64; ErrorKind::ALL.len()],
     sent: u64,
@@ -117,6 +126,8 @@ pub struct Parts {
     pub connect: Option<Histogram<u64>>,
     /// TLS handshake times (µs), where measured.
     pub handshake: Option<Histogram<u64>>,
+    /// HTTP/2: times to the server's first SETTINGS (µs), where measured.
+    pub settings: Option<Histogram<u64>>,
     /// Responses by status code.
     pub status: Vec<(u16, u64)>,
     /// Failures by kind.
@@ -153,6 +164,7 @@ impl Recorder {
             lag: new_histogram(),
             connect: new_histogram(),
             handshake: new_histogram(),
+            settings: new_histogram(),
             status: vec![0; STATUS_SLOTS],
             errors: [0; ErrorKind::ALL.len()],
             sent: 0,
@@ -176,6 +188,12 @@ impl Recorder {
     /// A TLS handshake took `d`, from connected to done.
     pub fn record_handshake(&mut self, d: Duration) {
         self.handshake.saturating_record(micros(d));
+    }
+
+    /// HTTP/2: the server's first SETTINGS came `d` after the connection
+    /// was ready (connected, or its TLS handshake done).
+    pub fn record_settings(&mut self, d: Duration) {
+        self.settings.saturating_record(micros(d));
     }
 
     /// A complete response arrived.
@@ -229,6 +247,9 @@ impl Recorder {
         if let Some(h) = &parts.handshake {
             r.handshake.add(h).expect("same bounds");
         }
+        if let Some(h) = &parts.settings {
+            r.settings.add(h).expect("same bounds");
+        }
         for (code, n) in parts.status {
             r.status[usize::from(code).min(STATUS_SLOTS - 1)] += n;
         }
@@ -247,6 +268,7 @@ impl Recorder {
         self.lag.add(&other.lag).expect("same bounds");
         self.connect.add(&other.connect).expect("same bounds");
         self.handshake.add(&other.handshake).expect("same bounds");
+        self.settings.add(&other.settings).expect("same bounds");
         for (a, b) in self.status.iter_mut().zip(&other.status) {
             *a += b;
         }
@@ -268,6 +290,7 @@ impl Recorder {
             &mut self.lag,
             &mut self.connect,
             &mut self.handshake,
+            &mut self.settings,
         ] {
             if !h.is_empty() {
                 h.reset();
@@ -299,6 +322,10 @@ impl Recorder {
     /// TLS handshake times, in µs.
     pub fn handshake_time(&self) -> &Histogram<u64> {
         &self.handshake
+    }
+    /// HTTP/2: times to the server's first SETTINGS, in µs.
+    pub fn settings_time(&self) -> &Histogram<u64> {
+        &self.settings
     }
     /// Requests sent.
     pub fn sent(&self) -> u64 {

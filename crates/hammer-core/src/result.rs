@@ -173,6 +173,12 @@ pub struct RunResult {
     /// TLS handshake time histogram, same encoding.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_handshake_histogram: Option<String>,
+    /// HTTP/2: from connection ready to the server's first SETTINGS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub h2_settings_ms: Option<Percentiles>,
+    /// Its histogram, same encoding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub h2_settings_histogram: Option<String>,
 }
 
 /// Percentiles and encoded histogram of a set-up time, when it has samples.
@@ -213,6 +219,7 @@ impl RunResult {
         let lag = Percentiles::of(rec.schedule_lag());
         let (connect_ms, connect_histogram) = setup_times(rec.connect_time());
         let (tls_handshake_ms, tls_handshake_histogram) = setup_times(rec.handshake_time());
+        let (h2_settings_ms, h2_settings_histogram) = setup_times(rec.settings_time());
         Self {
             kind: Kind::Run,
             mode: if target_rate.is_some() {
@@ -254,6 +261,8 @@ impl RunResult {
             tls_handshake_ms,
             connect_histogram,
             tls_handshake_histogram,
+            h2_settings_ms,
+            h2_settings_histogram,
         }
     }
 
@@ -318,6 +327,11 @@ impl RunResult {
                 .tls_handshake_histogram
                 .as_deref()
                 .map(|h| decode_histogram(h, "tls_handshake_histogram"))
+                .transpose()?,
+            settings: self
+                .h2_settings_histogram
+                .as_deref()
+                .map(|h| decode_histogram(h, "h2_settings_histogram"))
                 .transpose()?,
             status,
             errors,

@@ -17,6 +17,7 @@ use hammer_core::recorder::ErrorKind;
 use mio::net::TcpStream;
 use rustls::ClientConnection;
 
+use super::h2::{Ended, H2};
 use super::tls::Tls;
 
 use super::request::Prepared;
@@ -57,6 +58,9 @@ pub struct Setup {
     pub connect: Option<Duration>,
     /// TLS handshake, from connected to the handshake's end.
     pub handshake: Option<Duration>,
+    /// HTTP/2: from ready (connected, handshake done) to the server's
+    /// first SETTINGS.
+    pub settings: Option<Duration>,
 }
 
 /// A client connection.
@@ -71,13 +75,23 @@ pub struct Conn {
     pub connecting_since: Option<Instant>,
     /// TLS: when the handshake started, while it is still in progress.
     pub handshaking_since: Option<Instant>,
+    /// HTTP/2: when the connection was ready, until the server's SETTINGS.
+    settling_since: Option<Instant>,
     /// Set-up times for the worker to record.
     pub setup: Setup,
     /// The request in flight, if any.
     pub busy: Option<InFlight>,
     /// Whether the target has answered on this connection yet.
     pub answered: bool,
+    /// Whether the worker lists it as able to take a request.
+    pub listed: bool,
+    /// HTTP/2: whether the worker will write its queued frames this turn.
+    pub unflushed: bool,
     reader: ResponseReader,
+    /// HTTP/2: the connection's streams and frames.
+    h2: Option<Box<H2>>,
+    /// HTTP/2: requests that ended, for the worker to record.
+    pub ended: Vec<Ended>,
 }
 
 /// The kind of a failed connect.
@@ -110,9 +124,12 @@ fn io_error(e: &io::Error) -> ErrorKind {
 
 impl Conn {
     /// Starts a non-blocking connect.
+    /// With `h2_streams`, the connection speaks HTTP/2 and carries at most
+    /// that many requests at once.
     pub fn connect(
         addr: SocketAddr,
         tls: Option<&Tls>,
+        h2_streams: Option<usize>,
         generation: u64,
         now: Instant,
     ) -> io::Result<Conn> {
@@ -125,11 +142,112 @@ impl Conn {
             generation,
             connecting_since: Some(now),
             handshaking_since: None,
+            settling_since: None,
             setup: Setup::default(),
             busy: None,
             answered: false,
+            listed: false,
+            unflushed: false,
             reader: ResponseReader::default(),
+            h2: h2_streams.map(|n| Box::new(H2::new(n))),
+            ended: Vec::new(),
         })
+    }
+
+    /// Requests it may take now.
+    pub fn free(&self) -> usize {
+        match &self.h2 {
+            Some(h2) => h2.free(),
+            None => usize::from(self.busy.is_none() && self.connecting_since.is_none()),
+        }
+    }
+
+    /// Requests it carries.
+    pub fn in_flight(&self) -> usize {
+        match &self.h2 {
+            Some(h2) => h2.in_flight(),
+            None => usize::from(self.busy.is_some()),
+        }
+    }
+
+    /// HTTP/2 after GOAWAY with nothing left in flight: done.
+    pub fn spent(&self) -> bool {
+        self.h2
+            .as_ref()
+            .is_some_and(|h2| h2.going_away() && h2.in_flight() == 0)
+    }
+
+    /// Takes a request (the caller checked [`Conn::free`]); the bytes go out
+    /// with the next [`Conn::write`].
+    pub fn start(&mut self, flight: InFlight, requests: &[Prepared]) {
+        match &mut self.h2 {
+            Some(h2) => h2.start(flight, requests),
+            None => self.busy = Some(flight),
+        }
+    }
+
+    /// HTTP/2: ends requests past `timeout` (they go to `ended`).
+    pub fn expire(&mut self, now: Instant, timeout: Duration) {
+        if let Some(h2) = &mut self.h2 {
+            h2.expire(now, timeout, &mut self.ended);
+        }
+    }
+
+    /// Whether a request on it has run past `timeout`.
+    pub fn late(&self, now: Instant, timeout: Duration) -> bool {
+        match &self.h2 {
+            Some(h2) => h2.any_expired(now, timeout),
+            None => self
+                .busy
+                .is_some_and(|f| now.saturating_duration_since(f.sent) >= timeout),
+        }
+    }
+
+    /// HTTP/2: ends every request on it with `kind`.
+    pub fn fail_all(&mut self, kind: ErrorKind) {
+        if let Some(h2) = &mut self.h2 {
+            h2.fail_all(kind, &mut self.ended);
+        }
+    }
+
+    /// Hands plaintext from the server to the protocol. `Some` ends the
+    /// read: a response is complete (HTTP/1.1) or the connection failed.
+    fn take(&mut self, data: &[u8], requests: &[Prepared]) -> Option<Step> {
+        if let Some(h2) = &mut self.h2 {
+            let failed = h2.receive(data, requests, &mut self.ended).err();
+            if let Some(since) = self.settling_since.filter(|_| h2.settled()) {
+                self.settling_since = None;
+                self.setup.settings = Some(since.elapsed());
+            }
+            return failed.map(Step::Fail);
+        }
+        let Some(f) = &mut self.busy else {
+            // The peer closed an idle keep-alive connection, or sent bytes
+            // nobody asked for: either way the connection is done.
+            return Some(Step::Drop);
+        };
+        f.bytes_in += data.len() as u64;
+        match self.reader.feed(data, requests[f.req].head) {
+            Ok(Feed::Done(done)) => Some(Step::Complete(done)),
+            Ok(Feed::More) => None,
+            Err(_) => Some(Step::Fail(ErrorKind::BadResponse)),
+        }
+    }
+
+    /// The server closed its side.
+    fn at_eof(&mut self) -> Step {
+        if self.h2.is_some() {
+            return if self.in_flight() > 0 {
+                Step::Fail(ErrorKind::Closed)
+            } else {
+                Step::Drop
+            };
+        }
+        match (&self.busy, self.reader.eof()) {
+            (None, _) => Step::Drop,
+            (Some(_), Some(done)) => Step::Complete(done),
+            (Some(_), None) => Step::Fail(ErrorKind::Closed),
+        }
     }
 
     /// Checks a pending connect after a readiness event; `Ok(true)` once connected.
@@ -145,6 +263,8 @@ impl Conn {
                 }
                 if self.tls.is_some() {
                     self.handshaking_since = Some(now);
+                } else if self.h2.is_some() {
+                    self.settling_since = Some(now);
                 }
                 Ok(true)
             }
@@ -158,6 +278,18 @@ impl Conn {
     pub fn write(&mut self, requests: &[Prepared]) -> Step {
         if self.tls.is_some() {
             return self.write_tls(requests);
+        }
+        if let Some(h2) = &mut self.h2 {
+            while !h2.pending().is_empty() {
+                match self.stream.write(h2.pending()) {
+                    Ok(0) => return Step::Fail(ErrorKind::Reset),
+                    Ok(n) => h2.sent(n),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Wait,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Step::Fail(io_error(&e)),
+                }
+            }
+            return Step::Wait;
         }
         let Some(f) = &mut self.busy else {
             return Step::Wait;
@@ -178,12 +310,20 @@ impl Conn {
     /// Over TLS: hands the session what it takes of the request, and
     /// writes its records until the socket would block or all are out.
     fn write_tls(&mut self, requests: &[Prepared]) -> Step {
+        let idle = self.in_flight() == 0;
         let Some(tls) = self.tls.as_deref_mut() else {
             return Step::Wait;
         };
         let handshaking = self.handshaking_since.is_some();
         loop {
-            if let Some(f) = &mut self.busy {
+            if let Some(h2) = &mut self.h2 {
+                if !h2.pending().is_empty() {
+                    match tls.writer().write(h2.pending()) {
+                        Ok(n) => h2.sent(n),
+                        Err(_) => return Step::Fail(ErrorKind::Io),
+                    }
+                }
+            } else if let Some(f) = &mut self.busy {
                 let bytes = &requests[f.req].bytes;
                 if f.written < bytes.len() {
                     match tls.writer().write(&bytes[f.written..]) {
@@ -201,7 +341,7 @@ impl Conn {
                     Ok(_) => {}
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Wait,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(_) if self.busy.is_none() => return Step::Drop,
+                    Err(_) if idle => return Step::Drop,
                     Err(e) if handshaking => {
                         return Step::Fail(match io_error(&e) {
                             ErrorKind::Io => ErrorKind::TlsHandshake,
@@ -222,35 +362,36 @@ impl Conn {
         loop {
             let n = match self.stream.read(scratch) {
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Wait,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 // An error on an idle connection ends only the connection.
-                Err(_) if self.busy.is_none() => return Step::Drop,
+                Err(_) if self.in_flight() == 0 => return Step::Drop,
                 Err(e) => return Step::Fail(io_error(&e)),
             };
-            let Some(f) = &mut self.busy else {
-                // The peer closed an idle keep-alive connection, or sent bytes
-                // nobody asked for: either way the connection is done.
-                return Step::Drop;
-            };
             if n == 0 {
-                return match self.reader.eof() {
-                    Some(done) => Step::Complete(done),
-                    None => Step::Fail(ErrorKind::Closed),
-                };
+                return self.at_eof();
             }
-            f.bytes_in += n as u64;
-            match self.reader.feed(&scratch[..n], requests[f.req].head) {
-                Ok(Feed::Done(done)) => return Step::Complete(done),
-                Ok(Feed::More) if n < scratch.len() => return Step::Wait,
-                Ok(Feed::More) => {}
-                Err(_) => return Step::Fail(ErrorKind::BadResponse),
+            if let Some(step) = self.take(&scratch[..n], requests) {
+                return step;
             }
+            if n < scratch.len() {
+                break;
+            }
+        }
+        self.answer(requests)
+    }
+
+    /// HTTP/2: writes what reading queued (acknowledgements, window updates,
+    /// request bodies the server's window now allows).
+    fn answer(&mut self, requests: &[Prepared]) -> Step {
+        match &self.h2 {
+            Some(h2) if !h2.pending().is_empty() => self.write(requests),
+            _ => Step::Wait,
         }
     }
 
     /// Over TLS: reads records, lets the session process them (answering
-    /// handshake messages), and feeds the plaintext to the response reader.
+    /// handshake messages), and hands the plaintext to the protocol.
     fn read_tls(&mut self, requests: &[Prepared], scratch: &mut [u8]) -> Step {
         loop {
             let Some(tls) = self.tls.as_deref_mut() else {
@@ -262,7 +403,7 @@ impl Conn {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => blocked = true,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) if self.busy.is_none() => return Step::Drop,
+                Err(_) if self.busy.is_none() && self.h2.is_none() => return Step::Drop,
                 Err(e) => return Step::Fail(io_error(&e)),
             }
             let handshaking = self.handshaking_since.is_some();
@@ -270,31 +411,36 @@ impl Conn {
                 // The session has queued an alert for the peer; send it on
                 // the way out, as a courtesy.
                 let _ = tls.write_tls(&mut self.stream);
-                return match self.busy {
-                    None if !handshaking => Step::Drop,
-                    _ => Step::Fail(tls_error(handshaking)),
+                return if self.in_flight() == 0 && !handshaking {
+                    Step::Drop
+                } else {
+                    Step::Fail(tls_error(handshaking))
                 };
             }
             if let Some(since) = self.handshaking_since {
                 if !tls.is_handshaking() {
                     self.handshaking_since = None;
                     self.setup.handshake = Some(since.elapsed());
+                    if self.h2.is_some() {
+                        self.settling_since = Some(Instant::now());
+                    }
                 }
             }
-            if tls.wants_write()
-                || self
-                    .busy
-                    .is_some_and(|f| f.written < requests[f.req].bytes.len())
-            {
+            let unsent = match (&self.h2, &self.busy) {
+                (Some(h2), _) => !h2.pending().is_empty(),
+                (None, Some(f)) => f.written < requests[f.req].bytes.len(),
+                (None, None) => false,
+            };
+            if tls.wants_write() || unsent {
                 match self.write_tls(requests) {
                     Step::Wait => {}
                     other => return other,
                 }
             }
-            let Some(tls) = self.tls.as_deref_mut() else {
-                return Step::Wait;
-            };
             loop {
+                let Some(tls) = self.tls.as_deref_mut() else {
+                    return Step::Wait;
+                };
                 let n = match tls.reader().read(scratch) {
                     Ok(n) => n,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -303,34 +449,21 @@ impl Conn {
                     Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => 0,
                     Err(_) => return Step::Fail(ErrorKind::TlsAlert),
                 };
-                let Some(f) = &mut self.busy else {
-                    return Step::Drop;
-                };
                 if n == 0 {
-                    return match self.reader.eof() {
-                        Some(done) => Step::Complete(done),
-                        None => Step::Fail(ErrorKind::Closed),
-                    };
+                    return self.at_eof();
                 }
-                f.bytes_in += n as u64;
-                match self.reader.feed(&scratch[..n], requests[f.req].head) {
-                    Ok(Feed::Done(done)) => return Step::Complete(done),
-                    Ok(Feed::More) => {}
-                    Err(_) => return Step::Fail(ErrorKind::BadResponse),
+                if let Some(step) = self.take(&scratch[..n], requests) {
+                    return step;
                 }
             }
             if closed {
-                return match (&self.busy, self.reader.eof()) {
-                    (None, _) => Step::Drop,
-                    (Some(_), Some(done)) => Step::Complete(done),
-                    (Some(_), None) if self.handshaking_since.is_some() => {
-                        Step::Fail(ErrorKind::TlsHandshake)
-                    }
-                    (Some(_), None) => Step::Fail(ErrorKind::Closed),
-                };
+                if self.handshaking_since.is_some() && self.in_flight() > 0 {
+                    return Step::Fail(ErrorKind::TlsHandshake);
+                }
+                return self.at_eof();
             }
             if blocked {
-                return Step::Wait;
+                return self.answer(requests);
             }
         }
     }

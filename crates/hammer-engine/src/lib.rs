@@ -43,12 +43,15 @@
 //!     keepalive: true,
 //!     shard: Share::ALL,
 //!     tls: None,
+//!     h2_streams: None,
 //! };
 //! let outcome = Run::start(config, Arc::new(AtomicBool::new(false))).unwrap().join().unwrap();
 //! println!("{} requests, {} connections", outcome.recorder.completed(), outcome.connections.opened);
 //! ```
 
 mod conn;
+mod h2;
+pub use h2::probe_h2c;
 mod holds;
 pub mod limits;
 mod pool;
@@ -116,6 +119,9 @@ pub struct Config {
     pub shard: Share,
     /// TLS, for an https:// origin.
     pub tls: Option<Tls>,
+    /// HTTP/2 (h2c with prior knowledge on http://, ALPN h2 on https://),
+    /// with at most this many requests in flight per connection.
+    pub h2_streams: Option<usize>,
 }
 
 /// The measurements of a finished run.
@@ -228,6 +234,7 @@ impl Run {
             let wcfg = WorkerConfig {
                 addr: cfg.addr,
                 tls: cfg.tls.clone(),
+                h2_streams: cfg.h2_streams,
                 requests: requests.clone(),
                 max_conns,
                 timeout: cfg.timeout,

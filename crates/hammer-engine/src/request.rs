@@ -51,11 +51,32 @@ pub struct Loaded {
 /// A request ready to write, with its target's body.
 #[derive(Debug, Clone)]
 pub struct Prepared {
-    /// The exact bytes of the request.
+    /// The exact bytes of the request (HTTP/1.1: head and body).
     pub bytes: Box<[u8]>,
     /// A HEAD request: the response has no body.
     pub head: bool,
+    /// Where the body starts in `bytes`.
+    pub body_at: usize,
+    /// HTTP/2: the request's HPACK header block, valid on any connection.
+    pub h2_block: Box<[u8]>,
 }
+
+impl Prepared {
+    /// The request body.
+    pub fn body(&self) -> &[u8] {
+        &self.bytes[self.body_at..]
+    }
+}
+
+/// Headers HTTP/2 forbids (RFC 9113 §8.2.2); `host` becomes `:authority`.
+const NOT_IN_H2: [&str; 6] = [
+    "host",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+];
 
 /// Where the requests go.
 #[derive(Debug, Clone)]
@@ -191,12 +212,57 @@ fn build(
         head.push_str("Connection: close\r\n");
     }
     head.push_str("\r\n");
+    let body_at = head.len();
     let mut bytes = head.into_bytes();
     bytes.extend_from_slice(body);
     Ok(Prepared {
         bytes: bytes.into_boxed_slice(),
         head: method == "HEAD",
+        body_at,
+        h2_block: h2_block(target, url, &method, &path, body, wants_length).into_boxed_slice(),
     })
+}
+
+/// The HTTP/2 header block of a target (see [`crate::h2::header_block`]).
+fn h2_block(
+    target: &Target,
+    url: &Url,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    wants_length: bool,
+) -> Vec<u8> {
+    let authority = target
+        .headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("host"))
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| match url.port() {
+            Some(p) => format!("{}:{p}", url.host_str().unwrap_or_default()),
+            None => url.host_str().unwrap_or_default().to_string(),
+        });
+    let mut headers: Vec<(String, String)> = target
+        .headers
+        .iter()
+        .filter(|(n, v)| {
+            let n = n.to_ascii_lowercase();
+            !NOT_IN_H2.contains(&n.as_str()) && (n != "te" || v.eq_ignore_ascii_case("trailers"))
+        })
+        .cloned()
+        .collect();
+    let has = |headers: &[(String, String)], name: &str| {
+        headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name))
+    };
+    if !has(&headers, "user-agent") {
+        headers.push((
+            "user-agent".into(),
+            concat!("hammer/", env!("CARGO_PKG_VERSION")).into(),
+        ));
+    }
+    if wants_length && !has(&headers, "content-length") {
+        headers.push(("content-length".into(), body.len().to_string()));
+    }
+    crate::h2::header_block(method, url.scheme(), &authority, path, &headers)
 }
 
 #[cfg(test)]

@@ -325,6 +325,8 @@ fn explain(e: &io::Error) -> String {
         " (the server's certificate has expired; --insecure skips the check)"
     } else if text.contains("CertificateRequired") || text.contains("HandshakeFailure") {
         " (the server may require a client certificate: --client-cert FILE --client-key FILE)"
+    } else if text.contains("NoApplicationProtocol") {
+        " (the server speaks none of the protocols offered: with --http2, it does not speak HTTP/2 over TLS (ALPN h2); --http2=auto falls back to HTTP/1.1)"
     } else if text.contains("InvalidContentType") || text.contains("corrupt message") {
         " (is the port speaking plain HTTP? then use http://)"
     } else {

@@ -27,7 +27,8 @@ use hammer_core::recorder::{ErrorKind, Recorder};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
-use super::conn::{connect_error, Conn, Step};
+use super::conn::{connect_error, Conn, InFlight, Step};
+use super::h2::Ended;
 use super::holds::Holds;
 use super::pool::Pool;
 use super::request::Prepared;
@@ -49,6 +50,8 @@ pub struct WorkerConfig {
     pub addr: SocketAddr,
     /// TLS, for https.
     pub tls: Option<Tls>,
+    /// HTTP/2, with at most this many requests per connection.
+    pub h2_streams: Option<usize>,
     /// The prepared requests, sent round robin.
     pub requests: Arc<[Prepared]>,
     /// Most connections this worker may have open.
@@ -100,6 +103,9 @@ struct Worker<P> {
     timer: PreciseTimer,
     scratch: Box<[u8]>,
     expired: Vec<usize>,
+    /// HTTP/2 connections with frames queued by this turn's requests: they
+    /// go out together, one write per connection, after the turn.
+    unflushed: Vec<(usize, u64)>,
     opened: u64,
     peak_open: usize,
     /// Open loop with keep-alive: the pool is sized (see the module doc).
@@ -140,6 +146,7 @@ pub fn run<P: Pacer>(
         timer,
         scratch: vec![0; SCRATCH].into_boxed_slice(),
         expired: Vec::new(),
+        unflushed: Vec::new(),
         opened: 0,
         peak_open: 0,
         paced_growth,
@@ -179,6 +186,7 @@ impl<P: Pacer> Worker<P> {
                     sending = false;
                     send_stop = end;
                 }
+                self.flush_h2();
             }
             if stopping && cancel_at.is_none() {
                 cancel_at = Some(now + GRACE);
@@ -335,22 +343,50 @@ impl<P: Pacer> Worker<P> {
         open < self.cfg.max_conns && (!self.paced_growth || self.pool.allows(open))
     }
 
+    /// A connection that can take a request now. An HTTP/2 connection stays
+    /// listed while it has a free stream after this one.
     fn pop_idle(&mut self) -> Option<usize> {
-        while let Some((slot, generation)) = self.idle.pop() {
-            if self.conns.get(slot).is_some_and(|c| {
-                c.generation == generation && c.busy.is_none() && c.connecting_since.is_none()
-            }) {
-                return Some(slot);
+        while let Some(&(slot, generation)) = self.idle.last() {
+            match self.conns.get_mut(slot) {
+                Some(c) if c.generation == generation => {
+                    let free = c.free();
+                    if free <= 1 {
+                        self.idle.pop();
+                        c.listed = false;
+                    }
+                    if free > 0 {
+                        return Some(slot);
+                    }
+                }
+                _ => {
+                    self.idle.pop();
+                }
             }
         }
         None
     }
 
+    /// Lists a connection as able to take a request, if it is and is not yet.
+    fn list(&mut self, slot: usize) {
+        if let Some(c) = self.conns.get_mut(slot) {
+            if !c.listed && c.free() > 0 {
+                c.listed = true;
+                self.idle.push((slot, c.generation));
+            }
+        }
+    }
+
     fn open(&mut self, now: Instant) -> Result<usize, ErrorKind> {
         let generation = self.next_generation;
         self.next_generation += 1;
-        let mut conn = Conn::connect(self.cfg.addr, self.cfg.tls.as_ref(), generation, now)
-            .map_err(|e| connect_error(&e))?;
+        let mut conn = Conn::connect(
+            self.cfg.addr,
+            self.cfg.tls.as_ref(),
+            self.cfg.h2_streams,
+            generation,
+            now,
+        )
+        .map_err(|e| connect_error(&e))?;
         let entry = self.conns.vacant_entry();
         self.poll
             .registry()
@@ -372,21 +408,51 @@ impl<P: Pacer> Worker<P> {
         let req = self.next_request;
         self.next_request = (req + 1) % self.cfg.requests.len();
         self.busy += 1;
-        let len = self.cfg.requests[req].bytes.len();
+        let prepared = &self.cfg.requests[req];
+        let len = match self.cfg.h2_streams {
+            // A HEADERS frame and the body's DATA frames.
+            Some(_) => 9 + prepared.h2_block.len() + prepared.body().len(),
+            None => prepared.bytes.len(),
+        };
         let lag = self.holds.own_lag(intended, sent);
         self.recorder(intended).record_send(lag, len as u64);
         let conn = &mut self.conns[slot];
-        conn.busy = Some(super::conn::InFlight {
+        let flight = InFlight {
             req,
             intended,
             sent,
             written: 0,
             bytes_in: 0,
-        });
-        if conn.connecting_since.is_none() {
+        };
+        conn.start(flight, &self.cfg.requests);
+        if self.cfg.h2_streams.is_some() {
+            if !conn.unflushed && conn.connecting_since.is_none() {
+                conn.unflushed = true;
+                self.unflushed.push((slot, conn.generation));
+            }
+        } else if conn.connecting_since.is_none() {
             let step = conn.write(&self.cfg.requests);
             self.settle(slot, step);
         }
+        self.list(slot);
+    }
+
+    /// Writes the frames this turn's requests queued, a write per connection.
+    fn flush_h2(&mut self) {
+        let mut unflushed = std::mem::take(&mut self.unflushed);
+        for &(slot, generation) in &unflushed {
+            if let Some(conn) = self
+                .conns
+                .get_mut(slot)
+                .filter(|c| c.generation == generation)
+            {
+                conn.unflushed = false;
+                let step = conn.write(&self.cfg.requests);
+                self.settle(slot, step);
+            }
+        }
+        unflushed.clear();
+        self.unflushed = unflushed;
     }
 
     fn on_event(&mut self, slot: usize, readable: bool, writable: bool) {
@@ -428,7 +494,7 @@ impl<P: Pacer> Worker<P> {
             return;
         };
         let setup = std::mem::take(&mut conn.setup);
-        if setup.connect.is_none() && setup.handshake.is_none() {
+        if setup.connect.is_none() && setup.handshake.is_none() && setup.settings.is_none() {
             return;
         }
         let recorder = self.recorder(Instant::now());
@@ -438,13 +504,77 @@ impl<P: Pacer> Worker<P> {
         if let Some(d) = setup.handshake {
             recorder.record_handshake(d);
         }
+        if let Some(d) = setup.settings {
+            recorder.record_settings(d);
+        }
+    }
+
+    /// Records what an HTTP/2 connection's requests ended with.
+    fn drain_ended(&mut self, slot: usize) {
+        let Some(conn) = self.conns.get_mut(slot) else {
+            return;
+        };
+        if conn.ended.is_empty() {
+            return;
+        }
+        let mut ended = std::mem::take(&mut conn.ended);
+        if ended.iter().any(|e| matches!(e, Ended::Response(..))) {
+            conn.answered = true;
+        }
+        let now = Instant::now();
+        for e in ended.drain(..) {
+            match e {
+                Ended::Response(f, done) => self.record_response(f, done.status, now),
+                Ended::Failed(f, kind) => self.record_failure(f, kind, now),
+            }
+        }
+        // Keep the buffer's capacity for the next time.
+        if let Some(conn) = self.conns.get_mut(slot) {
+            conn.ended = ended;
+        }
+    }
+
+    fn record_response(&mut self, f: InFlight, status: u16, now: Instant) {
+        self.busy -= 1;
+        self.last_done = now;
+        self.pool.answered(now.saturating_duration_since(f.sent));
+        self.recorder(f.intended).record_response(
+            status,
+            now.saturating_duration_since(f.intended),
+            now.saturating_duration_since(f.sent),
+            f.bytes_in,
+        );
+    }
+
+    fn record_failure(&mut self, f: InFlight, kind: ErrorKind, now: Instant) {
+        self.busy -= 1;
+        self.last_done = now;
+        let timings = (kind == ErrorKind::Timeout).then(|| {
+            (
+                now.saturating_duration_since(f.intended),
+                now.saturating_duration_since(f.sent),
+            )
+        });
+        self.recorder(f.intended).record_error(kind, timings);
     }
 
     /// Records what a step finished and decides the connection's fate.
     fn settle(&mut self, slot: usize, step: Step) {
+        self.drain_ended(slot);
         let keep = match step {
-            Step::Wait => return,
-            Step::Drop => false,
+            Step::Wait => match self.conns.get(slot) {
+                // HTTP/2 after GOAWAY, its last request done.
+                Some(c) if c.spent() => false,
+                _ => {
+                    self.list(slot);
+                    return;
+                }
+            },
+            Step::Drop => {
+                self.conns[slot].fail_all(ErrorKind::Closed);
+                self.drain_ended(slot);
+                false
+            }
             Step::Complete(done) => {
                 let now = Instant::now();
                 let conn = &mut self.conns[slot];
@@ -458,36 +588,22 @@ impl<P: Pacer> Worker<P> {
                     }
                 }
                 if let Some(f) = conn.finish() {
-                    self.busy -= 1;
-                    self.last_done = now;
-                    self.pool.answered(now.saturating_duration_since(f.sent));
-                    self.recorder(f.intended).record_response(
-                        done.status,
-                        now.saturating_duration_since(f.intended),
-                        now.saturating_duration_since(f.sent),
-                        f.bytes_in,
-                    );
+                    self.record_response(f, done.status, now);
                 }
                 done.keep_alive && self.cfg.keepalive
             }
             Step::Fail(kind) => {
                 let now = Instant::now();
                 if let Some(f) = self.conns[slot].finish() {
-                    self.busy -= 1;
-                    self.last_done = now;
-                    let timings = (kind == ErrorKind::Timeout).then(|| {
-                        (
-                            now.saturating_duration_since(f.intended),
-                            now.saturating_duration_since(f.sent),
-                        )
-                    });
-                    self.recorder(f.intended).record_error(kind, timings);
+                    self.record_failure(f, kind, now);
                 }
+                self.conns[slot].fail_all(kind);
+                self.drain_ended(slot);
                 false
             }
         };
         if keep {
-            self.idle.push((slot, self.conns[slot].generation));
+            self.list(slot);
         } else {
             if !self.conns[slot].answered && self.paced_growth {
                 // Turned away: the target is at its limit of connections.
@@ -518,13 +634,19 @@ impl<P: Pacer> Worker<P> {
                 .connecting_since
                 .or(c.handshaking_since)
                 .is_some_and(|t| now.saturating_duration_since(t) >= self.cfg.connect_timeout);
-            let request_late = c
-                .busy
-                .is_some_and(|f| now.saturating_duration_since(f.sent) >= self.cfg.timeout);
+            let request_late = c.late(now, self.cfg.timeout);
             (connect_late || request_late).then_some(slot)
         }));
         for &slot in &expired {
-            let conn = &self.conns[slot];
+            let conn = &mut self.conns[slot];
+            let setting_up = conn.connecting_since.is_some() || conn.handshaking_since.is_some();
+            if self.cfg.h2_streams.is_some() && !setting_up {
+                // HTTP/2: only the late requests end; the connection stays.
+                conn.expire(now, self.cfg.timeout);
+                let step = conn.write(&self.cfg.requests);
+                self.settle(slot, step);
+                continue;
+            }
             let kind = if conn.connecting_since.is_some() {
                 ErrorKind::ConnectTimeout
             } else if conn.handshaking_since.is_some() {

@@ -50,6 +50,7 @@ fn warmup_is_sent_on_the_same_connections_but_not_measured() {
         keepalive: true,
         shard: Share::ALL,
         tls: None,
+        h2_streams: None,
     };
     let outcome = Run::start(config, Arc::new(AtomicBool::new(false)))
         .unwrap()

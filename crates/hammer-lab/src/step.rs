@@ -46,6 +46,8 @@ pub struct Load {
     pub workers: usize,
     /// TLS, for an https:// target.
     pub tls: Option<hammer_engine::tls::Tls>,
+    /// HTTP/2, with at most this many requests per connection.
+    pub h2_streams: Option<usize>,
 }
 
 impl Target for Load {
@@ -119,5 +121,6 @@ fn config(load: &Load, rate: f64, warmup: Duration, measure: Duration) -> std::i
         keepalive: true,
         shard: hammer_core::pacer::Share::ALL,
         tls: load.tls.clone(),
+        h2_streams: load.h2_streams,
     })
 }

@@ -74,6 +74,7 @@ pub fn render(run: &RunResult, title: &str) -> String {
     for (name, p) in [
         ("connect", &run.connect_ms),
         ("TLS hshake", &run.tls_handshake_ms),
+        ("h2 settings", &run.h2_settings_ms),
     ] {
         if let Some(p) = p {
             let _ = writeln!(out, "  {name:<11}{}", row(p));

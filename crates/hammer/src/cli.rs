@@ -131,6 +131,15 @@ pub struct LabArgs {
     pub quiet: bool,
 }
 
+/// Whether to speak HTTP/2.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Http2 {
+    /// HTTP/2 or an error.
+    On,
+    /// HTTP/2 if the server agrees, else HTTP/1.1.
+    Auto,
+}
+
 /// How arrivals are spaced in open loop.
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum Arrivals {
@@ -241,9 +250,17 @@ pub struct AttackArgs {
     #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
     pub connect_timeout: std::time::Duration,
 
-    /// Use HTTP/2 (not built yet: refused with a clear error).
-    #[arg(long)]
-    pub http2: bool,
+    /// HTTP/2: h2c with prior knowledge on http://, ALPN h2 on https://; a
+    /// server that does not agree is an error. --http2=auto falls back to
+    /// HTTP/1.1 and says so.
+    #[arg(long, value_enum, num_args = 0..=1, require_equals = true,
+          default_missing_value = "on", value_name = "auto")]
+    pub http2: Option<Http2>,
+
+    /// HTTP/2: most requests in flight per connection (default: what the
+    /// server allows, at most 100). Closed loop keeps -c × N in flight.
+    #[arg(long, value_name = "N")]
+    pub streams: Option<usize>,
 
     /// https: accept any server certificate (self-signed, expired, another
     /// name). The traffic is still encrypted.

@@ -87,6 +87,47 @@ fn serve(tls: Option<Arc<rustls::ServerConfig>>) -> Server {
     Server { addr, accepted }
 }
 
+/// An HTTP/2 (h2c) server: hyper on a tokio runtime whose threads are
+/// marked as the server's.
+pub fn h2_server() -> Server {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .on_thread_start(|| SERVER_THREAD.with(|s| s.set(true)))
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicU64::new(0));
+    let count = accepted.clone();
+    std::thread::spawn(move || {
+        SERVER_THREAD.with(|s| s.set(true));
+        runtime.block_on(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(|_req| async {
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                            http_body_util::Full::new(hyper::body::Bytes::from_static(b"ok")),
+                        ))
+                    });
+                    let _ = hyper::server::conn::http2::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+                });
+            }
+        });
+    });
+    Server { addr, accepted }
+}
+
 fn answer(mut stream: impl Read + Write) {
     let response = b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok";
     let mut buf = [0u8; 4096];

@@ -24,11 +24,13 @@ use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
 use hdrhistogram::serialization::V2DeflateSerializer;
 
 use super::{bad_input, parse_slo, print_stdout, Exit};
-use crate::cli::{Arrivals as ArrivalsArg, AttackArgs, Format};
+use crate::cli::{Arrivals as ArrivalsArg, AttackArgs, Format, Http2};
 
 const DEFAULT_DURATION: Duration = Duration::from_secs(10);
 const CLOSED_DEFAULT_CONNECTIONS: usize = 50;
 const OPEN_DEFAULT_CONNECTIONS: usize = 10_000;
+/// HTTP/2 streams per connection unless the server allows fewer.
+const DEFAULT_STREAMS: usize = 100;
 
 /// A fully resolved attack.
 struct Attack {
@@ -43,9 +45,7 @@ struct Attack {
 pub fn run(args: AttackArgs) -> Result<Exit> {
     let nofile = limits::raise_nofile();
     let mut attack = resolve(&args, limits::max_connections(nofile))?;
-    if let Some(agreed) = preflight(&attack.config)? {
-        attack.title += &agreed;
-    }
+    attack.title += &preflight(&mut attack.config, args.http2)?;
     wait_for_start(args.start_at)?;
 
     let (stop, interrupted) = super::on_ctrl_c();
@@ -115,10 +115,11 @@ fn watch(run: Run, progress: &mut Progress, hdr_log: Option<&Path>) -> Result<Ou
 }
 
 fn resolve(args: &AttackArgs, max_conns: Option<u64>) -> Result<Attack> {
-    if args.http2 {
-        return Err(bad_input(
-            "--http2 is not built yet: hammer speaks HTTP/1.1 for now",
-        ));
+    if args.streams == Some(0) {
+        return Err(bad_input("--streams must be at least 1"));
+    }
+    if args.streams.is_some() && args.http2.is_none() {
+        return Err(bad_input("--streams is for HTTP/2: add --http2"));
     }
     if args.requests == Some(0) {
         return Err(bad_input("-n/--requests must be at least 1"));
@@ -178,6 +179,7 @@ fn resolve(args: &AttackArgs, max_conns: Option<u64>) -> Result<Attack> {
             keepalive: !args.disable_keepalive,
             shard,
             tls,
+            h2_streams: args.http2.map(|_| args.streams.unwrap_or(DEFAULT_STREAMS)),
         },
         title,
         target_rate,
@@ -327,39 +329,65 @@ fn tls_of(args: &AttackArgs, origin: &Origin) -> Result<Option<Tls>> {
         client_cert: args.client_cert.clone(),
         client_key: args.client_key.clone(),
         no_resume: args.no_tls_resume,
-        alpn: vec![b"http/1.1".to_vec()],
-        alpn_required: false,
+        alpn: match args.http2 {
+            None => vec![b"http/1.1".to_vec()],
+            Some(Http2::On) => vec![b"h2".to_vec()],
+            Some(Http2::Auto) => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+        },
+        alpn_required: args.http2 == Some(Http2::On),
     };
     Tls::new(&origin.host, &options)
         .map(Some)
         .map_err(|e| bad_input(e.to_string()))
 }
 
-/// Connects once (and handshakes, over TLS) so that a target the run could
-/// not reach, or a certificate it would reject, is one line and exit 2
-/// rather than a run of errors. Returns a line saying what TLS agreed.
-fn preflight(cfg: &Config) -> Result<Option<String>> {
+/// Connects once (and handshakes, over TLS; and checks the server speaks
+/// HTTP/2, with --http2) so that a target the run could not reach, a
+/// certificate it would reject or a protocol it refuses is one line and
+/// exit 2 rather than a run of errors. `--http2=auto` falls back to
+/// HTTP/1.1 here. Returns lines for the title: what TLS and HTTP/2 agreed.
+fn preflight(cfg: &mut Config, http2: Option<Http2>) -> Result<String> {
+    let mut said = String::new();
+    let mut h2 = cfg.h2_streams.is_some();
     if let Some(tls) = &cfg.tls {
         let agreed = tls
             .preflight(cfg.addr, cfg.connect_timeout)
             .map_err(|e| bad_input(e.to_string()))?;
+        h2 = agreed.alpn.as_deref() == Some("h2");
         let alpn = agreed
             .alpn
             .map(|p| format!(", ALPN {p}"))
             .unwrap_or_default();
-        return Ok(Some(format!(
-            "\n  {} {}{alpn}",
-            agreed.version, agreed.suite
-        )));
-    }
-    TcpStream::connect_timeout(&cfg.addr, cfg.connect_timeout)
-        .map(|_| None)
-        .map_err(|e| {
+        said += &format!("\n  {} {}{alpn}", agreed.version, agreed.suite);
+    } else if http2.is_some() {
+        if let Err(why) = hammer_engine::probe_h2c(cfg.addr, cfg.connect_timeout) {
+            if http2 == Some(Http2::On) {
+                return Err(bad_input(format!(
+                    "{why}; --http2=auto falls back to HTTP/1.1"
+                )));
+            }
+            h2 = false;
+        }
+    } else {
+        TcpStream::connect_timeout(&cfg.addr, cfg.connect_timeout).map_err(|e| {
             bad_input(format!(
                 "cannot connect to {}: {e} (is the service running?)",
                 cfg.addr
             ))
-        })
+        })?;
+    }
+    match (http2, h2) {
+        (Some(_), true) => {
+            let streams = cfg.h2_streams.unwrap_or(DEFAULT_STREAMS);
+            said += &format!("\n  HTTP/2, at most {streams} streams per connection");
+        }
+        (Some(_), false) => {
+            cfg.h2_streams = None;
+            said += "\n  HTTP/1.1: the server does not speak HTTP/2 (--http2=auto fell back)";
+        }
+        (None, _) => {}
+    }
+    Ok(said)
 }
 
 fn wait_for_start(start_at: Option<f64>) -> Result<()> {

@@ -326,6 +326,7 @@ impl Spec {
             connections,
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             tls,
+            h2_streams: None,
         };
         let started = Started {
             about: About {

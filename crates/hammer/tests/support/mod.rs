@@ -5,7 +5,6 @@
 
 pub mod tls;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,6 +34,13 @@ pub struct Seen {
     pub connections: AtomicU64,
     /// TLS: handshakes that resumed a session (the rest were full).
     pub resumed: AtomicU64,
+    /// Requests being handled now, and the most at once.
+    pub in_flight: AtomicU64,
+    pub max_in_flight: AtomicU64,
+    /// HTTP/2: once this many requests have come, every connection is told
+    /// GOAWAY (0: never).
+    pub goaway_after: AtomicU64,
+    pub goaway: tokio::sync::Notify,
     /// The last request's method, path, `x-test` header and body.
     pub last: Mutex<Option<LastRequest>>,
     /// Every path requested.
@@ -61,6 +67,18 @@ pub enum Behavior {
     /// at most R req/s, and a queue builds beyond (timer jitter does not
     /// add up, so the capacity is exactly R).
     Capacity(u32),
+    /// Every Nth request fails in the handler: over HTTP/2, hyper resets
+    /// its stream (RST_STREAM); the others get 200 after 1 ms.
+    ResetEvery(u64),
+}
+
+/// Which HTTP the server speaks.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Http {
+    /// HTTP/1.1 only.
+    One,
+    /// HTTP/2 only (h2c on plain TCP).
+    Two,
 }
 
 /// A running server; dropping it stops it and closes every connection.
@@ -72,15 +90,21 @@ pub struct Server {
 
 impl Server {
     pub fn start(behavior: Behavior) -> Server {
-        Server::start_with(behavior, None)
+        Server::start_with(behavior, None, Http::One)
     }
 
     /// A server speaking TLS with this configuration (see [`tls::Pki`]).
     pub fn start_tls(behavior: Behavior, config: Arc<rustls::ServerConfig>) -> Server {
-        Server::start_with(behavior, Some(config))
+        Server::start_with(behavior, Some(config), Http::One)
     }
 
-    fn start_with(behavior: Behavior, tls: Option<Arc<rustls::ServerConfig>>) -> Server {
+    /// A server speaking `http`, over TLS when `tls` is given (its ALPN
+    /// list should say h2 for HTTP/2).
+    pub fn start_with(
+        behavior: Behavior,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        http: Http,
+    ) -> Server {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -107,11 +131,8 @@ impl Server {
                     let service = hyper::service::service_fn(move |req| {
                         handle(req, behavior, start, seen2.clone())
                     });
-                    let http = hyper::server::conn::http1::Builder::new();
                     match tls {
-                        None => {
-                            let _ = http.serve_connection(TokioIo::new(stream), service).await;
-                        }
+                        None => serve(stream, service, http, &seen).await,
                         Some(config) => {
                             let acceptor = tokio_rustls::TlsAcceptor::from(config);
                             let Ok(stream) = acceptor.accept(stream).await else {
@@ -122,7 +143,7 @@ impl Server {
                             {
                                 seen.resumed.fetch_add(1, Ordering::SeqCst);
                             }
-                            let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                            serve(stream, service, http, &seen).await;
                         }
                     }
                 });
@@ -166,12 +187,67 @@ impl Drop for Server {
     }
 }
 
+/// Serves one connection in `http`; HTTP/2 connections go away gracefully
+/// when the test asks (see [`Seen::goaway_after`]).
+async fn serve<S, T>(stream: T, service: S, http: Http, seen: &Seen)
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<
+            Request<Incoming>,
+            Response = Response<Full<Bytes>>,
+            Error = std::io::Error,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let io = TokioIo::new(stream);
+    match http {
+        Http::One => {
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, service)
+                .await;
+        }
+        Http::Two => {
+            let conn =
+                hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .max_concurrent_streams(100)
+                    .serve_connection(io, service);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = &mut conn => {}
+                _ = seen.goaway.notified() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        }
+    }
+}
+
+/// Counts a request in flight while it lives.
+struct Handling<'a>(&'a Seen);
+
+impl<'a> Handling<'a> {
+    fn new(seen: &'a Seen) -> Self {
+        let now = seen.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        seen.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        Handling(seen)
+    }
+}
+
+impl Drop for Handling<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 async fn handle(
     req: Request<Incoming>,
     behavior: Behavior,
     start: Instant,
     seen: Arc<Seen>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+) -> Result<Response<Full<Bytes>>, std::io::Error> {
+    let _handling = Handling::new(&seen);
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
     let header = req
@@ -185,7 +261,10 @@ async fn handle(
         .await
         .map(|b| b.to_bytes().to_vec())
         .unwrap_or_default();
-    seen.requests.fetch_add(1, Ordering::SeqCst);
+    let n = seen.requests.fetch_add(1, Ordering::SeqCst) + 1;
+    if n == seen.goaway_after.load(Ordering::SeqCst) {
+        seen.goaway.notify_waiters();
+    }
     if !matches!(behavior, Behavior::Capacity(_)) {
         seen.paths.lock().unwrap().push(path.clone());
     }
@@ -197,6 +276,12 @@ async fn handle(
         Behavior::HiccupEachSecond(d) => freeze(start, d).await,
         Behavior::Slow(d) => tokio::time::sleep(d).await,
         Behavior::Unavailable => status = 503,
+        Behavior::ResetEvery(every) => {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            if n % every == 0 {
+                return Err(std::io::Error::other("reset by the test"));
+            }
+        }
         Behavior::Capacity(per_sec) => {
             let cost = Duration::from_secs_f64(1.0 / f64::from(per_sec));
             let done = {
