@@ -12,8 +12,16 @@
 //! bytes of header per frame) is written here: no maintained crate frames
 //! HTTP/2 without bringing its own runtime (h2 needs tokio's I/O traits).
 //!
-//! What the client does: one SETTINGS (no push; large receive windows, so
-//! the server is never held up by this client's flow control) and a
+//! hammer tells the server its HPACK table size is 0 (SETTINGS_HEADER_
+//! TABLE_SIZE): once the server has acknowledged that, its header blocks
+//! cannot refer to earlier ones, and `:status` is always the first field
+//! (RFC 9113 §8.3), so a block that opens with one of the seven statuses
+//! of the static table (RFC 7541 Appendix A, indices 8–14) needs no
+//! decoding at all; anything else goes through the decoder.
+//!
+//! What the client does: one SETTINGS (no push; no HPACK table; large
+//! receive windows, so the server is never held up by this client's flow
+//! control) and a
 //! connection WINDOW_UPDATE after the preface; SETTINGS ACK and PING ACK
 //! when asked; request bodies within the server's windows; WINDOW_UPDATE
 //! as it consumes; RST_STREAM for a request that timed out. A server's
@@ -49,7 +57,10 @@ const END_HEADERS: u8 = 0x4;
 const PADDED: u8 = 0x8;
 const PRIORITY: u8 = 0x20;
 
+const SETTINGS_HEADER_TABLE_SIZE: u16 = 0x1;
 const SETTINGS_MAX_CONCURRENT_STREAMS: u16 = 0x3;
+/// The statuses of HPACK's static table, indexed fields 0x88 to 0x8e.
+const STATIC_STATUS: [u16; 7] = [200, 204, 206, 304, 400, 404, 500];
 const SETTINGS_INITIAL_WINDOW_SIZE: u16 = 0x4;
 const SETTINGS_MAX_FRAME_SIZE: u16 = 0x5;
 
@@ -98,6 +109,11 @@ pub struct H2 {
     /// The decoder consumes a copy of each header block, into these.
     block_copy: Vec<u8>,
     fields: Vec<(Vec<u8>, Vec<u8>, u8)>,
+    /// The last header block that left the HPACK table as it was, and its
+    /// status: the same bytes against the same table decode the same, so a
+    /// server that answers alike is not decoded again.
+    last_block: Vec<u8>,
+    last_status: Option<u16>,
     streams: Vec<Stream>,
     next_id: u32,
     /// hammer's limit on streams per connection (`--streams`).
@@ -109,6 +125,8 @@ pub struct H2 {
     peer_max_frame: usize,
     unacked: u64,
     settled: bool,
+    /// The server has acknowledged hammer's SETTINGS (no HPACK table).
+    acked: bool,
     goaway: bool,
     /// A header block that continues in CONTINUATION frames.
     block: Vec<u8>,
@@ -127,6 +145,8 @@ impl H2 {
             decoder: Decoder::with_dynamic_size(4096),
             block_copy: Vec::new(),
             fields: Vec::new(),
+            last_block: Vec::new(),
+            last_status: None,
             streams: Vec::with_capacity(cap.min(128)),
             next_id: 1,
             cap: cap.max(1),
@@ -136,17 +156,19 @@ impl H2 {
             peer_max_frame: MAX_FRAME,
             unacked: 0,
             settled: false,
+            acked: false,
             goaway: false,
             block: Vec::new(),
             block_stream: 0,
             block_ends_stream: false,
         };
         h2.out.extend_from_slice(PREFACE);
-        let settings: [(u16, u32); 2] = [
+        let settings: [(u16, u32); 3] = [
+            (SETTINGS_HEADER_TABLE_SIZE, 0),
             (0x2, 0), // SETTINGS_ENABLE_PUSH
             (SETTINGS_INITIAL_WINDOW_SIZE, RECEIVE_WINDOW),
         ];
-        h2.frame_head(12, SETTINGS, 0, 0);
+        h2.frame_head(6 * settings.len(), SETTINGS, 0, 0);
         for (id, value) in settings {
             h2.out.extend_from_slice(&id.to_be_bytes());
             h2.out.extend_from_slice(&value.to_be_bytes());
@@ -381,7 +403,8 @@ impl H2 {
                     ended.push(Ended::Failed(s.flight, ErrorKind::RstStream));
                 }
             }
-            SETTINGS if flags & ACK == 0 => {
+            SETTINGS if flags & ACK != 0 => self.acked = true,
+            SETTINGS => {
                 if payload.len() % 6 != 0 {
                     return Err(ErrorKind::BadResponse);
                 }
@@ -458,18 +481,15 @@ impl H2 {
         ends: bool,
         ended: &mut Vec<Ended>,
     ) -> Result<(), ErrorKind> {
-        self.block_copy.clear();
-        self.block_copy.extend_from_slice(block);
-        self.fields.clear();
-        self.decoder
-            .decode(&mut self.block_copy, &mut self.fields)
-            .map_err(|_| ErrorKind::BadResponse)?;
-        let status = self
-            .fields
-            .iter()
-            .find(|(name, _, _)| name == b":status")
-            .and_then(|(_, value, _)| std::str::from_utf8(value).ok()?.parse().ok())
-            .unwrap_or(0u16);
+        let status = match block.first() {
+            Some(&first) if self.acked && (0x88..=0x8e).contains(&first) => {
+                STATIC_STATUS[usize::from(first - 0x88)]
+            }
+            _ => match self.last_status {
+                Some(status) if self.last_block == block => status,
+                _ => self.decode(block)?,
+            },
+        };
         let Some(i) = self.find(id) else {
             return Ok(());
         };
@@ -481,6 +501,37 @@ impl H2 {
             self.end(i, ended);
         }
         Ok(())
+    }
+
+    /// Decodes a header block for its `:status` (0 without one), keeping
+    /// the HPACK table in step with the server's.
+    fn decode(&mut self, block: &[u8]) -> Result<u16, ErrorKind> {
+        self.block_copy.clear();
+        self.block_copy.extend_from_slice(block);
+        self.fields.clear();
+        self.last_status = None;
+        self.decoder
+            .decode(&mut self.block_copy, &mut self.fields)
+            .map_err(|_| ErrorKind::BadResponse)?;
+        let status = self
+            .fields
+            .iter()
+            .find(|(name, _, _)| name == b":status")
+            .and_then(|(_, value, _)| std::str::from_utf8(value).ok()?.parse().ok())
+            .unwrap_or(0u16);
+        // A block that inserted into the table, or resized it, changed what
+        // the next one means: only a block that did neither is remembered.
+        let resized = block.first().is_some_and(|b| b & 0xE0 == 0x20);
+        let inserted = self
+            .fields
+            .iter()
+            .any(|(_, _, flags)| flags & Decoder::WITH_INDEXING != 0);
+        if !resized && !inserted {
+            self.last_block.clear();
+            self.last_block.extend_from_slice(block);
+            self.last_status = Some(status);
+        }
+        Ok(status)
     }
 
     fn end(&mut self, i: usize, ended: &mut Vec<Ended>) {
@@ -658,6 +709,112 @@ mod tests {
         assert_eq!(
             text,
             want.map(|(a, b)| (a.to_string(), b.to_string())).to_vec()
+        );
+    }
+
+    fn requests() -> Vec<Prepared> {
+        let target = hammer_core::targets::Target {
+            method: "GET".into(),
+            url: "http://127.0.0.1:1/".into(),
+            ..Default::default()
+        };
+        let loaded = crate::request::Loaded {
+            target,
+            body: vec![],
+        };
+        crate::request::prepare(&[loaded], true).unwrap().1
+    }
+
+    fn flight() -> InFlight {
+        let now = Instant::now();
+        InFlight {
+            req: 0,
+            intended: now,
+            sent: now,
+            written: 0,
+            bytes_in: 0,
+        }
+    }
+
+    fn frame(kind: u8, flags: u8, id: u32, payload: &[u8]) -> Vec<u8> {
+        let len = payload.len() as u32;
+        let mut out = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+        out.extend_from_slice(&id.to_be_bytes());
+        out.extend_from_slice(payload);
+        out
+    }
+
+    fn outcomes(ended: &mut Vec<Ended>) -> Vec<Result<u16, ErrorKind>> {
+        ended
+            .drain(..)
+            .map(|e| match e {
+                Ended::Response(_, done) => Ok(done.status),
+                Ended::Failed(_, kind) => Err(kind),
+            })
+            .collect()
+    }
+
+    /// The frames a server sends, one by one and split at every byte: what
+    /// each stream ends with, and what hammer answers.
+    #[test]
+    fn a_connection_follows_the_servers_frames() {
+        let reqs = requests();
+        let mut h2 = H2::new(4);
+        h2.sent(h2.pending().len());
+        for _ in 0..4 {
+            h2.start(flight(), &reqs);
+        }
+        assert_eq!(h2.free(), 0);
+        h2.sent(h2.pending().len());
+        let mut ended = Vec::new();
+        let mut from_server = Vec::new();
+        // SETTINGS: at most 2 streams; then PING.
+        from_server.extend(frame(SETTINGS, 0, 0, &[0, 3, 0, 0, 0, 2]));
+        from_server.extend(frame(PING, 0, 0, b"12345678"));
+        // Stream 1: a 503 as a literal (decoded) in HEADERS + CONTINUATION.
+        let mut status_503 = Vec::new();
+        Encoder::with_dynamic_size(0)
+            .encode((b":status".to_vec(), b"503".to_vec(), 0), &mut status_503)
+            .unwrap();
+        let (a, b) = status_503.split_at(2);
+        from_server.extend(frame(HEADERS, END_STREAM, 1, a));
+        from_server.extend(frame(CONTINUATION, END_HEADERS, 1, b));
+        // hammer's SETTINGS acknowledged: stream 3 is 0x88, a 200, with a body.
+        from_server.extend(frame(SETTINGS, ACK, 0, &[]));
+        from_server.extend(frame(HEADERS, END_HEADERS, 3, &[0x88]));
+        from_server.extend(frame(DATA, PADDED | END_STREAM, 3, &[1, b'o', b'k', 0]));
+        // Stream 5 reset; GOAWAY with last stream 5 ends stream 7.
+        from_server.extend(frame(RST_STREAM, 0, 5, &2u32.to_be_bytes()));
+        from_server.extend(frame(GOAWAY, 0, 0, &[0, 0, 0, 5, 0, 0, 0, 0]));
+        for byte in from_server.chunks(1) {
+            h2.receive(byte, &reqs, &mut ended).unwrap();
+        }
+        assert_eq!(
+            outcomes(&mut ended),
+            vec![
+                Ok(503),
+                Ok(200),
+                Err(ErrorKind::RstStream),
+                Err(ErrorKind::GoAway)
+            ]
+        );
+        assert_eq!((h2.in_flight(), h2.free()), (0, 0));
+        assert!(h2.going_away());
+        // hammer answered: SETTINGS ACK, then PING ACK with the same payload.
+        let answer = h2.pending().to_vec();
+        assert_eq!(&answer[..9], &frame(SETTINGS, ACK, 0, &[])[..]);
+        assert_eq!(&answer[9..], &frame(PING, ACK, 0, b"12345678")[..]);
+    }
+
+    #[test]
+    fn a_frame_larger_than_allowed_fails_the_connection() {
+        let reqs = requests();
+        let mut h2 = H2::new(1);
+        let mut ended = Vec::new();
+        let head = [0x00, 0x40, 0x01, DATA, 0, 0, 0, 0, 1];
+        assert_eq!(
+            h2.receive(&head, &reqs, &mut ended),
+            Err(ErrorKind::BadResponse)
         );
     }
 

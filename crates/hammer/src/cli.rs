@@ -123,6 +123,10 @@ pub struct LabArgs {
     /// https target and diagnostics: trust only the CAs in this PEM file.
     #[arg(long, value_name = "FILE")]
     pub cacert: Option<PathBuf>,
+    /// Load the target over HTTP/2 (h2c on http://, ALPN h2 on https://),
+    /// up to 100 streams per connection.
+    #[arg(long)]
+    pub http2: bool,
     /// Report directory.
     #[arg(short, long, default_value = "lab-report")]
     pub out: PathBuf,

@@ -202,3 +202,56 @@ fn open_loop_latency_over_h2_matches_the_analytic_freeze() {
     assert_eq!(v["requests"], 5000);
     assert_eq!(v["failed"], 0);
 }
+
+/// The lab over h2c finds a known capacity as it does over HTTP/1.1.
+#[test]
+fn the_lab_finds_a_known_capacity_over_h2c() {
+    let _cpu = exclusive();
+    let server = h2c(Behavior::Capacity(400));
+    let dir = tempfile::tempdir().unwrap();
+    let url = server.url("/");
+    let out = hammer(
+        &[
+            "lab",
+            "-o",
+            dir.path().to_str().unwrap(),
+            "--target",
+            &url,
+            "--http2",
+            "--start-rate",
+            "100",
+            "--step",
+            "2s",
+            "--warmup",
+            "300ms",
+            "--min-requests",
+            "100",
+            "--budget",
+            "4m",
+            "-q",
+        ],
+        Duration::from_secs(300),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap())
+            .unwrap();
+    let found = report["targets"][0]["capacity"]["rate"]
+        .as_f64()
+        .expect("a capacity");
+    assert!(
+        (found - 400.0).abs() <= 40.0,
+        "found {found} req/s, true capacity 400"
+    );
+    // Requests shared connections: far fewer than one per request in flight.
+    assert!(
+        server.connections() < 50,
+        "{} connections",
+        server.connections()
+    );
+}

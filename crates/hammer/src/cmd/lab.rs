@@ -301,9 +301,17 @@ impl Spec {
         let options = TlsOptions {
             insecure: args.insecure,
             ca_file: args.cacert.clone(),
-            alpn: vec![b"http/1.1".to_vec()],
+            alpn: vec![if args.http2 {
+                b"h2".to_vec()
+            } else {
+                b"http/1.1".to_vec()
+            }],
+            alpn_required: args.http2,
             ..TlsOptions::default()
         };
+        if args.http2 && !origin.https {
+            hammer_engine::probe_h2c(origin.addr, Duration::from_secs(3)).map_err(bad_input)?;
+        }
         let tls = origin
             .https
             .then(|| Tls::new(&origin.host, &options))
@@ -326,7 +334,7 @@ impl Spec {
             connections,
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             tls,
-            h2_streams: None,
+            h2_streams: args.http2.then_some(H2_STREAMS),
         };
         let started = Started {
             about: About {
@@ -344,6 +352,9 @@ impl Spec {
         Ok((started, service))
     }
 }
+
+/// HTTP/2 streams per connection in the lab (fewer if the server says so).
+const H2_STREAMS: usize = 100;
 
 /// The version a hammer-diag (or Uptime-style) service reports at `/info`.
 fn info_version(origin: &str, trust: &Trust) -> Option<String> {
