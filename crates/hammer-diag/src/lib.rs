@@ -28,6 +28,10 @@
 //!   connection's accept to its requests and on to their handler spans;
 //!   free outside a window.
 //!
+//! - `/debug/pprof/wall?seconds=N`: where requests spend their wall time,
+//!   waits included: every span stack's self time in the window, as pprof
+//!   protobuf (`wall/nanoseconds`), SVG flame graph or folded stacks.
+//!
 //! - `/debug/pprof/heap` (feature `heap`): jemalloc's heap profile as pprof.
 //!
 //! - Logs ([`init_logging_with`]): text or JSON lines, one end line per
@@ -63,6 +67,7 @@ mod routes;
 mod serve;
 mod tasks;
 pub mod trace;
+mod wall;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -168,6 +173,7 @@ impl Diag {
             .route("/debug/pprof/profile", get(profile::profile))
             .route("/debug/pprof/tasks", get(tasks::tasks))
             .route("/debug/pprof/trace", get(trace::trace))
+            .route("/debug/pprof/wall", get(wall::wall))
             .route("/metrics", get(routes::metrics))
             .route("/connections", get(routes::connections))
             .with_state(self.shared.clone())

@@ -174,7 +174,13 @@ fn sample(req: ProfileRequest) -> Result<Response, ProfileError> {
                 frames: frames
                     .frames
                     .iter()
-                    .flat_map(|inlined| inlined.iter().map(|s| s.name()))
+                    .flat_map(|inlined| {
+                        inlined.iter().map(|s| callgrind::Frame {
+                            name: s.name(),
+                            file: s.filename.as_ref().map(|f| f.display().to_string()),
+                            line: s.lineno.unwrap_or(0),
+                        })
+                    })
                     .collect(),
                 count: count.max(0) as u64,
             });

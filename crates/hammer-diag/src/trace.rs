@@ -53,11 +53,15 @@ fn thread() -> (u64, String) {
     ME.with(Clone::clone)
 }
 
-struct Recorded {
+pub(crate) struct Recorded {
     seq: u64,
-    name: &'static str,
+    pub(crate) name: &'static str,
     start: Instant,
     duration: Duration,
+    /// Its span names from the root (the request) down to it.
+    pub(crate) stack: Vec<&'static str>,
+    /// Its duration less its children's: the wall time spent in it alone.
+    pub(crate) self_time: Duration,
     thread: (u64, String),
     fields: Vec<(&'static str, String)>,
     parent: Option<Origin>,
@@ -78,6 +82,8 @@ struct Open {
     thread: (u64, String),
     fields: Vec<(&'static str, String)>,
     parent: Option<Origin>,
+    /// The wall time of its children that have closed.
+    children: Duration,
 }
 
 /// Numbers spans uniquely (tracing's ids are reused once a span closes).
@@ -114,6 +120,7 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Capture {
             thread: thread(),
             fields,
             parent,
+            children: Duration::ZERO,
         });
     }
 
@@ -130,6 +137,13 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Capture {
         let Some(open) = span.extensions_mut().remove::<Open>() else {
             return;
         };
+        let duration = open.start.elapsed();
+        if let Some(parent) = span.parent() {
+            if let Some(p) = parent.extensions_mut().get_mut::<Open>() {
+                p.children += duration;
+            }
+        }
+        let stack = span.scope().from_root().map(|s| s.name()).collect();
         let mut spans = SPANS.lock().unwrap_or_else(|e| e.into_inner());
         if spans.len() >= MAX_SPANS {
             DROPPED.fetch_add(1, Ordering::Relaxed);
@@ -139,7 +153,9 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Capture {
             seq: open.seq,
             name: span.name(),
             start: open.start,
-            duration: open.start.elapsed(),
+            duration,
+            stack,
+            self_time: duration.saturating_sub(open.children),
             thread: open.thread,
             fields: open.fields,
             parent: open.parent,
@@ -248,6 +264,47 @@ fn parse_seconds(query: Option<&str>) -> Result<u64, QueryError> {
     Ok(seconds)
 }
 
+/// What one capture window recorded.
+pub(crate) struct Window {
+    /// Every span that closed inside it.
+    pub(crate) spans: Vec<Recorded>,
+    /// When it opened.
+    pub(crate) begin: Instant,
+    /// How long it was open.
+    pub(crate) length: Duration,
+    /// Spans past the window's limit, not kept.
+    pub(crate) dropped: u64,
+}
+
+/// Records spans for `seconds`; a 409 response while another window (a
+/// trace or a wall profile) is open.
+pub(crate) async fn capture(seconds: u64) -> Result<Window, Response> {
+    let busy = || {
+        error_response(
+            StatusCode::CONFLICT,
+            "a trace or wall profile is already being captured; try again when it ends",
+        )
+    };
+    if ACTIVE.load(Ordering::SeqCst) {
+        return Err(busy());
+    }
+    SPANS.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    DROPPED.store(0, Ordering::Relaxed);
+    let begin = Instant::now();
+    if ACTIVE.swap(true, Ordering::SeqCst) {
+        return Err(busy());
+    }
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    ACTIVE.store(false, Ordering::SeqCst);
+    let spans = std::mem::take(&mut *SPANS.lock().unwrap_or_else(|e| e.into_inner()));
+    Ok(Window {
+        spans,
+        begin,
+        length: begin.elapsed(),
+        dropped: DROPPED.load(Ordering::Relaxed),
+    })
+}
+
 pub(crate) async fn trace(
     State(_shared): State<Arc<Shared>>,
     RawQuery(query): RawQuery,
@@ -256,25 +313,10 @@ pub(crate) async fn trace(
         Ok(s) => s,
         Err(e) => return error_response(StatusCode::BAD_REQUEST, &e.to_string()),
     };
-    if ACTIVE.load(Ordering::SeqCst) {
-        return error_response(
-            StatusCode::CONFLICT,
-            "a trace is already being captured; try again when it ends",
-        );
+    match capture(seconds).await {
+        Ok(w) => Json(chrome_trace(&w.spans, w.begin, w.dropped)).into_response(),
+        Err(busy) => busy,
     }
-    SPANS.lock().unwrap_or_else(|e| e.into_inner()).clear();
-    DROPPED.store(0, Ordering::Relaxed);
-    let begin = Instant::now();
-    if ACTIVE.swap(true, Ordering::SeqCst) {
-        return error_response(
-            StatusCode::CONFLICT,
-            "a trace is already being captured; try again when it ends",
-        );
-    }
-    tokio::time::sleep(Duration::from_secs(seconds)).await;
-    ACTIVE.store(false, Ordering::SeqCst);
-    let spans = std::mem::take(&mut *SPANS.lock().unwrap_or_else(|e| e.into_inner()));
-    Json(chrome_trace(&spans, begin, DROPPED.load(Ordering::Relaxed))).into_response()
 }
 
 /// Chrome trace-event JSON: one complete (`X`) event per span, timestamps in

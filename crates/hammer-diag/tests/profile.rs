@@ -98,6 +98,11 @@ fn cpu_profiles_name_the_busy_function_for_their_consumers() {
         annotated.contains("busy_test_function"),
         "callgrind_annotate:\n{annotated}"
     );
+    // Functions come with their source files.
+    assert!(
+        annotated.contains("support/mod.rs:") && !annotated.contains("???:busy_test_function"),
+        "callgrind_annotate names the file:\n{annotated}"
+    );
 
     let svg = fetch(svc.diag, "/debug/pprof/profile?seconds=1&format=flamegraph");
     assert_eq!(svg.header("content-type"), Some("image/svg+xml"));

@@ -75,6 +75,13 @@ impl Diagnostics for HttpDiagnostics {
         )
     }
 
+    fn wall_profile(&self, seconds: u64) -> Result<Vec<u8>, LabError> {
+        self.get(
+            &format!("/debug/pprof/wall?seconds={seconds}&format=folded"),
+            Duration::from_secs(seconds + 10),
+        )
+    }
+
     fn cpu_seconds(&self) -> Option<f64> {
         let text = self.get("/metrics", Duration::from_secs(5)).ok()?;
         metric_value(&String::from_utf8_lossy(&text), "process_cpu_seconds_total")

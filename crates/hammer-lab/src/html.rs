@@ -174,8 +174,24 @@ fn target(h: &mut String, t: &TargetReport, dir: &Path) -> Result<()> {
                 esc(&doc)
             );
         }
+        if let Some(line) = super::summary::why_line(k) {
+            let _ = write!(h, "<p><b>Why:</b> {}.</p>", esc(&line));
+        }
         if let Some(line) = super::summary::busy_line(k) {
             let _ = write!(h, "<p>{}.</p>", esc(&line));
+        }
+        if let Some(f) = &k.wall_flamegraph_file {
+            let svg = std::fs::read_to_string(dir.join(f)).map_err(|source| LabError::Read {
+                path: dir.join(f),
+                source,
+            })?;
+            let doc = format!("<style>body{{margin:0}}svg{{width:100%;height:auto}}</style>{svg}");
+            let _ = write!(
+                h,
+                "<p>Wall time by span (where requests wait as well as where they compute):</p>\
+                 <iframe class=flame title=\"wall flame graph\" srcdoc=\"{}\"></iframe>",
+                esc(&doc)
+            );
         }
         if !k.top.is_empty() {
             h.push_str("<table><tr><th>self %</th><th>total %</th><th>function</th></tr>");
@@ -190,10 +206,15 @@ fn target(h: &mut String, t: &TargetReport, dir: &Path) -> Result<()> {
             }
             h.push_str("</table>");
         }
-        let files: Vec<String> = [&k.profile_file, &k.flamegraph_file, &k.trace_file]
-            .iter()
-            .filter_map(|f| f.as_ref().map(|f| format!("<code>{}</code>", esc(f))))
-            .collect();
+        let files: Vec<String> = [
+            &k.profile_file,
+            &k.flamegraph_file,
+            &k.wall_flamegraph_file,
+            &k.trace_file,
+        ]
+        .iter()
+        .filter_map(|f| f.as_ref().map(|f| format!("<code>{}</code>", esc(f))))
+        .collect();
         if !files.is_empty() {
             let _ = write!(
                 h,

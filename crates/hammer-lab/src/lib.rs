@@ -58,6 +58,9 @@ pub trait Diagnostics: Sync {
     fn cpu_profile(&self, seconds: u64, hz: u64) -> Result<Vec<u8>, LabError>;
     /// A trace of the next `seconds` (Chrome trace-event JSON).
     fn trace(&self, seconds: u64) -> Result<Vec<u8>, LabError>;
+    /// A wall profile of the next `seconds`: folded stacks of span names,
+    /// nanoseconds of self time each (hammer-diag's `/debug/pprof/wall`).
+    fn wall_profile(&self, seconds: u64) -> Result<Vec<u8>, LabError>;
     /// CPU seconds the service has used so far (None when it does not say).
     fn cpu_seconds(&self) -> Option<f64>;
 }
@@ -136,6 +139,12 @@ pub struct Knee {
     pub trace_file: Option<String>,
     /// Top functions by self time.
     pub top: Vec<TopFunction>,
+    /// Wall-time flame graph SVG file (span stacks, waits included).
+    #[serde(default)]
+    pub wall_flamegraph_file: Option<String>,
+    /// Spans by their own wall time: where requests wait.
+    #[serde(default)]
+    pub wall_top: Vec<TopFunction>,
     /// Cores the service kept busy on average during the knee step, from
     /// its `process_cpu_seconds_total` (None when it exports none); well
     /// under 1 means its time goes off the CPU.

@@ -219,29 +219,36 @@ impl Method<'_> {
     }
 
     /// Runs the knee rate again while a second thread fetches a CPU profile
-    /// and, a second into it, a 1 s trace.
+    /// and, a second into it, a 1 s trace, then a wall profile (they share
+    /// the service's capture window, so they take turns).
     fn profile_knee(&mut self, diagnostics: &dyn Diagnostics, rate: f64) -> Result<Knee, LabError> {
         let secs = self.lab.settings.profile_seconds;
         let lead = self.lab.settings.warmup + Duration::from_millis(500);
         let measure = Duration::from_secs(secs + 1);
         let cpu_before = diagnostics.cpu_seconds().map(|c| (c, Instant::now()));
-        let (step, (pprof, trace)) = std::thread::scope(|scope| {
+        let wall_secs = secs.saturating_sub(2).max(1);
+        let (step, (pprof, (trace, wall))) = std::thread::scope(|scope| {
             let fetch = scope.spawn(|| {
                 std::thread::sleep(lead);
-                let trace = scope.spawn(|| {
+                let windows = scope.spawn(|| {
                     std::thread::sleep(Duration::from_secs(1));
-                    diagnostics.trace(1)
+                    (diagnostics.trace(1), diagnostics.wall_profile(wall_secs))
                 });
                 let pprof = diagnostics.cpu_profile(secs, PROFILE_HZ);
                 (
                     pprof,
-                    trace.join().unwrap_or_else(|_| Err(panicked("trace"))),
+                    windows
+                        .join()
+                        .unwrap_or_else(|_| (Err(panicked("trace")), Err(panicked("wall")))),
                 )
             });
             let step = self.measure(rate, measure);
-            let fetched = fetch
-                .join()
-                .unwrap_or_else(|_| (Err(panicked("profile")), Err(panicked("trace"))));
+            let fetched = fetch.join().unwrap_or_else(|_| {
+                (
+                    Err(panicked("profile")),
+                    (Err(panicked("trace")), Err(panicked("wall"))),
+                )
+            });
             (step, fetched)
         });
         let step = step?;
@@ -256,6 +263,8 @@ impl Method<'_> {
             flamegraph_file: None,
             trace_file: None,
             top: Vec::new(),
+            wall_flamegraph_file: None,
+            wall_top: Vec::new(),
             cores_busy,
             problems: Vec::new(),
         };
@@ -278,6 +287,30 @@ impl Method<'_> {
         match trace {
             Ok(bytes) => knee.trace_file = Some(self.write("trace.json", &bytes)?),
             Err(e) => knee.problems.push(format!("trace: {e}")),
+        }
+        match wall {
+            Ok(bytes) => {
+                let folded: Vec<String> = String::from_utf8_lossy(&bytes)
+                    .lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .map(String::from)
+                    .collect();
+                if folded.is_empty() {
+                    knee.problems.push(
+                        "the wall profile is empty: the service has no spans (hammer-diag's request span and the handler's own)"
+                            .into(),
+                    );
+                } else {
+                    knee.wall_top = top_functions(&folded, TOP_FUNCTIONS);
+                    let title = format!(
+                        "{} at {rate} req/s (the knee): wall time by span",
+                        self.about.name
+                    );
+                    let svg = profile::flame_graph(&folded, &title)?;
+                    knee.wall_flamegraph_file = Some(self.write("wall.svg", &svg)?);
+                }
+            }
+            Err(e) => knee.problems.push(format!("wall profile: {e}")),
         }
         Ok(knee)
     }

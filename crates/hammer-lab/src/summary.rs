@@ -65,6 +65,18 @@ fn target(out: &mut String, t: &TargetReport) {
         for f in k.top.iter().take(5) {
             let _ = writeln!(out, "    {:>5.1}%  {}", f.self_pct, f.name);
         }
+        if !k.wall_top.is_empty() {
+            let _ = writeln!(
+                out,
+                "  knee, spans by their own wall time (waits included):"
+            );
+            for f in k.wall_top.iter().take(5) {
+                let _ = writeln!(out, "    {:>5.1}%  {}", f.self_pct, f.name);
+            }
+        }
+        if let Some(line) = why_line(k) {
+            let _ = writeln!(out, "    {line}");
+        }
         for p in &k.problems {
             let _ = writeln!(out, "    ({p})");
         }
@@ -154,14 +166,36 @@ fn compare(out: &mut String, a: &TargetReport, b: &TargetReport) {
     }
 }
 
+/// The sentence that says why the knee is where it is: the span holding
+/// most wall time and the function holding most CPU time there.
+pub fn why_line(k: &super::Knee) -> Option<String> {
+    let wall = k.wall_top.first();
+    let cpu = k.top.first();
+    match (wall, cpu) {
+        (None, None) => None,
+        (Some(w), Some(c)) => Some(format!(
+            "at the knee requests spend most wall time in `{}` ({:.0}% of it), and the CPU most time in `{}` ({:.0}%)",
+            w.name, w.self_pct, c.name, c.self_pct
+        )),
+        (Some(w), None) => Some(format!(
+            "at the knee requests spend most wall time in `{}` ({:.0}% of it)",
+            w.name, w.self_pct
+        )),
+        (None, Some(c)) => Some(format!(
+            "at the knee the CPU spends most time in `{}` ({:.0}%)",
+            c.name, c.self_pct
+        )),
+    }
+}
+
 /// How busy the service was while profiled, and what that means.
 pub fn busy_line(k: &super::Knee) -> Option<String> {
     let busy = k.cores_busy?;
     Some(if busy < 0.5 {
         format!(
             "the service kept only {busy:.2} cores busy: its time at the knee goes off the CPU \
-             (waiting on a database, locks or I/O), so the flame graph shows the little it computes; \
-             the trace shows the waits"
+             (waiting on a database, locks or I/O), so the CPU flame graph shows the little it computes; \
+             the wall flame graph and the trace show the waits"
         )
     } else {
         format!("the service kept {busy:.2} cores busy: the flame graph is where its time goes")

@@ -112,6 +112,12 @@ impl Diagnostics for ModelDiagnostics {
         Ok(br#"{"traceEvents":[]}"#.to_vec())
     }
 
+    fn wall_profile(&self, seconds: u64) -> Result<Vec<u8>, LabError> {
+        assert!(seconds >= 1);
+        // Requests wait for a connection four times as long as they render.
+        Ok(b"request;db.connect 800000000\nrequest;render 200000000\n".to_vec())
+    }
+
     fn cpu_seconds(&self) -> Option<f64> {
         // 100 CPU-seconds, then 100 more: the knee step took about no time
         // here, so only that a figure came back is checked.
@@ -285,7 +291,20 @@ fn the_search_brackets_the_capacity_and_profiles_the_knee() {
     assert_eq!(knee.top[0].name, "render");
     assert_eq!(knee.top[0].self_pct, 90.0);
     assert!(knee.cores_busy.is_some());
-    for file in [&knee.profile_file, &knee.flamegraph_file, &knee.trace_file] {
+    // The wall profile names the wait, and the report says why in a sentence.
+    assert_eq!(knee.wall_top[0].name, "db.connect");
+    assert_eq!(knee.wall_top[0].self_pct, 80.0);
+    let why = hammer_lab::summary::why_line(&knee).unwrap();
+    assert!(
+        why.contains("`db.connect` (80% of it)") && why.contains("`render` (90%)"),
+        "{why}"
+    );
+    for file in [
+        &knee.profile_file,
+        &knee.flamegraph_file,
+        &knee.wall_flamegraph_file,
+        &knee.trace_file,
+    ] {
         let name = file.as_ref().expect("a knee file");
         assert!(name.starts_with("target-"), "{name}");
         assert!(

@@ -195,6 +195,12 @@ fn builtin_lab_report_renders_charts_and_flame_graph_in_chromium() {
         dom.contains("SLO p99 &lt; 60 ms"),
         "the SLO line is labelled"
     );
+    // The wall flame graph (render.queue, render under each request) and
+    // the sentence that says why.
+    assert!(
+        dom.contains("title=\"wall flame graph\"") && dom.contains("<b>Why:</b>"),
+        "the wall flame graph and the why line are in the page"
+    );
 
     // A screenshot: the page is drawn, and the flame graph with it.
     let shot = dir.path().join("shot.png");
@@ -252,6 +258,14 @@ fn compare_finds_the_pool_ahead_and_the_no_pool_knee_in_connection_setup() {
         svg.contains("mandelweb::db::connect") || svg.contains("connect_raw"),
         "connection setup in the no-pool flame graph"
     );
+    // The wall profile shows the wait itself: connection setup holds the
+    // largest share of the requests' wall time at the knee.
+    let wall = &a["knee"]["wall_top"];
+    assert_eq!(
+        wall[0]["name"], "db.connect",
+        "wall profile at the knee: {wall}"
+    );
+    assert!(a["knee"]["wall_flamegraph_file"].as_str().is_some());
     // And the lab says why the graph is thin: the service waits, off the CPU.
     let busy = a["knee"]["cores_busy"].as_f64().unwrap();
     assert!(

@@ -19,6 +19,7 @@ use serde::Serialize;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
 use tokio_postgres::{Client, Config, NoTls};
+use tracing::Instrument as _;
 
 /// The query `POST /find-by-age` runs.
 pub const FIND_BY_AGE: &str = "SELECT id, name, age FROM people WHERE age = $1 ORDER BY id";
@@ -148,19 +149,32 @@ impl Db {
         }
     }
 
-    /// The rows of people of this age, by id.
+    /// The rows of people of this age, by id. Its waits are spans, for the
+    /// wall profile: `db.connect` (a connection per request), `db.pool.get`,
+    /// `db.prepare` and `db.query`.
     pub async fn find_by_age(&self, age: i32) -> Result<Vec<Person>, DbError> {
         let rows = match &self.access {
             Access::PerRequest(config) => {
-                let client = connect(config).await?;
-                self.bounded(client.query(FIND_BY_AGE, &[&age])).await?
+                let client = connect(config)
+                    .instrument(tracing::info_span!("db.connect"))
+                    .await?;
+                self.bounded(client.query(FIND_BY_AGE, &[&age]))
+                    .instrument(tracing::info_span!("db.query"))
+                    .await?
             }
             Access::Pooled(pool) => {
-                let client = pool.get().await.map_err(pool_error)?;
+                let client = pool
+                    .get()
+                    .instrument(tracing::info_span!("db.pool.get"))
+                    .await
+                    .map_err(pool_error)?;
                 let statement = self
                     .bounded(client.prepare_typed_cached(FIND_BY_AGE, &[Type::INT4]))
+                    .instrument(tracing::info_span!("db.prepare"))
                     .await?;
-                self.bounded(client.query(&statement, &[&age])).await?
+                self.bounded(client.query(&statement, &[&age]))
+                    .instrument(tracing::info_span!("db.query"))
+                    .await?
             }
         };
         Ok(rows

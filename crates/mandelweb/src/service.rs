@@ -89,7 +89,7 @@ async fn find_by_age(State(state): State<AppState>, body: Body) -> Response {
     };
     let found = db
         .find_by_age(age)
-        .instrument(tracing::info_span!("query", age))
+        .instrument(tracing::info_span!("find_by_age", age))
         .await;
     match found {
         Ok(rows) => Json(rows).into_response(),
@@ -123,7 +123,12 @@ async fn mandelbrot(State(state): State<AppState>, RawQuery(query): RawQuery) ->
         Ok(v) => v,
         Err(e) => return error_response(StatusCode::BAD_REQUEST, &e),
     };
-    let Ok(_permit) = state.renders.acquire().await else {
+    let Ok(_permit) = state
+        .renders
+        .acquire()
+        .instrument(tracing::info_span!("render.queue"))
+        .await
+    else {
         return error_response(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
     };
     // Dropped with this future: when the request times out, the render
@@ -131,9 +136,11 @@ async fn mandelbrot(State(state): State<AppState>, RawQuery(query): RawQuery) ->
     // a client that leaves while the handler runs, so that does not drop it.)
     let abandoned = Abandoned::default();
     let stop = abandoned.0.clone();
+    // The render runs on a blocking thread; its span stays the request's child.
+    let request = tracing::Span::current();
     let rendered = tokio::task::spawn_blocking(move || {
-        let _span =
-            tracing::info_span!("render", width = view.width, height = view.height).entered();
+        let _span = tracing::info_span!(parent: &request, "render", width = view.width, height = view.height)
+            .entered();
         render_png_until(&view, &|| stop.load(Ordering::Relaxed))
     })
     .await;

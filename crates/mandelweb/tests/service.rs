@@ -231,3 +231,47 @@ fn sigterm_drains_then_exits_0() {
     };
     assert!(status.success(), "{status}");
 }
+
+/// A CPU profile of `/mandelbrot` under load names the render kernel by its
+/// full path, inlined or not, as `go tool pprof -top` prints it: the
+/// release profile's debug info carries linkage names (`debug = "limited"`;
+/// `line-tables-only` named inlined frames `iterate` alone).
+#[test]
+fn a_cpu_profile_names_the_render_kernel_by_its_path() {
+    let svc = start();
+    let public = svc.public;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut client = Client::connect(public);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let r = client.get("/mandelbrot?width=256&height=256&iterations=2000", &[]);
+                assert_eq!(r.map(|r| r.status).unwrap_or(0), 200);
+            }
+        })
+    };
+    let profile = fetch(svc.diag, "/debug/pprof/profile?seconds=2&hz=499");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    load.join().unwrap();
+    assert_eq!(profile.status, 200);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cpu.pb.gz");
+    std::fs::write(&file, &profile.body).unwrap();
+    let out = std::process::Command::new("go")
+        .args(["tool", "pprof", "-top", "-nodecount=30"])
+        .arg(&file)
+        .output()
+        .expect("go tool pprof (.ci/run installs golang-go)");
+    let top = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        top.lines()
+            .any(|l| l.contains("mandelweb::render::") && l.contains("iterate")),
+        "go tool pprof -top:\n{top}"
+    );
+}

@@ -89,6 +89,18 @@ pub fn app() -> Router {
         )
         .route("/hello", get(|| async { "hello\n" }))
         .route(
+            "/wait-and-spin",
+            get(|| async {
+                use tracing::Instrument as _;
+                tokio::time::sleep(Duration::from_millis(50))
+                    .instrument(tracing::info_span!("wait_50ms"))
+                    .await;
+                let spin = tracing::info_span!("spin_5ms");
+                let _entered = spin.enter();
+                busy_test_function(5).to_string()
+            }),
+        )
+        .route(
             "/drip/{ms}",
             get(
                 |axum::extract::Path(ms): axum::extract::Path<u64>| async move {
