@@ -180,7 +180,28 @@ fn target(h: &mut String, t: &TargetReport, dir: &Path) -> Result<()> {
         if let Some(line) = super::summary::busy_line(k) {
             let _ = write!(h, "<p>{}.</p>", esc(&line));
         }
-        if let Some(f) = &k.wall_flamegraph_file {
+        let graphs = [
+            (
+                &k.wall_flamegraph_file,
+                "wall flame graph",
+                "Wall time by span (where requests wait as well as where they compute):".to_string(),
+            ),
+            (
+                &k.diff_flamegraph_file,
+                "differential CPU flame graph",
+                format!(
+                    "What grew on the CPU from the last passing rate ({} req/s) to the knee: red grew, blue shrank.",
+                    k.last_pass_rate.unwrap_or_default()
+                ),
+            ),
+            (
+                &k.wall_diff_flamegraph_file,
+                "differential wall flame graph",
+                "What grew in wall time, by span, from the last passing rate to the knee:".to_string(),
+            ),
+        ];
+        for (file, title, caption) in graphs {
+            let Some(f) = file else { continue };
             let svg = std::fs::read_to_string(dir.join(f)).map_err(|source| LabError::Read {
                 path: dir.join(f),
                 source,
@@ -188,8 +209,8 @@ fn target(h: &mut String, t: &TargetReport, dir: &Path) -> Result<()> {
             let doc = format!("<style>body{{margin:0}}svg{{width:100%;height:auto}}</style>{svg}");
             let _ = write!(
                 h,
-                "<p>Wall time by span (where requests wait as well as where they compute):</p>\
-                 <iframe class=flame title=\"wall flame graph\" srcdoc=\"{}\"></iframe>",
+                "<p>{}</p><iframe class=flame title=\"{title}\" srcdoc=\"{}\"></iframe>",
+                esc(&caption),
                 esc(&doc)
             );
         }
@@ -210,6 +231,8 @@ fn target(h: &mut String, t: &TargetReport, dir: &Path) -> Result<()> {
             &k.profile_file,
             &k.flamegraph_file,
             &k.wall_flamegraph_file,
+            &k.diff_flamegraph_file,
+            &k.wall_diff_flamegraph_file,
             &k.trace_file,
         ]
         .iter()

@@ -145,6 +145,15 @@ pub struct Knee {
     /// Spans by their own wall time: where requests wait.
     #[serde(default)]
     pub wall_top: Vec<TopFunction>,
+    /// The last passing rate, profiled the same way for comparison.
+    #[serde(default)]
+    pub last_pass_rate: Option<f64>,
+    /// Differential CPU flame graph, last pass → knee: what grew.
+    #[serde(default)]
+    pub diff_flamegraph_file: Option<String>,
+    /// Differential wall flame graph, last pass → knee.
+    #[serde(default)]
+    pub wall_diff_flamegraph_file: Option<String>,
     /// Cores the service kept busy on average during the knee step, from
     /// its `process_cpu_seconds_total` (None when it exports none); well
     /// under 1 means its time goes off the CPU.

@@ -215,38 +215,118 @@ impl Method<'_> {
             "profiling {} at the knee, {rate} req/s, for {} s",
             self.about.name, s.profile_seconds
         ));
-        self.profile_knee(diagnostics, rate).map(Some)
+        let (mut knee, folded) = self.profile_knee(diagnostics, rate)?;
+        self.compare_last_pass(diagnostics, &mut knee, &folded)?;
+        Ok(Some(knee))
     }
 
-    /// Runs the knee rate again while a second thread fetches a CPU profile
-    /// and, a second into it, a 1 s trace, then a wall profile (they share
-    /// the service's capture window, so they take turns).
-    fn profile_knee(&mut self, diagnostics: &dyn Diagnostics, rate: f64) -> Result<Knee, LabError> {
+    /// The highest rate that passed below the knee.
+    fn last_pass_rate(&self, knee: f64) -> Option<f64> {
+        self.report
+            .steps
+            .iter()
+            .filter(|s| s.judgement.verdict == Verdict::Pass && s.rate < knee)
+            .map(|s| s.rate)
+            .max_by(f64::total_cmp)
+    }
+
+    /// Profiles the last passing rate the same way and draws what grew
+    /// from it to the knee, when the budget allows.
+    fn compare_last_pass(
+        &mut self,
+        diagnostics: &dyn Diagnostics,
+        knee: &mut Knee,
+        at_knee: &Folded,
+    ) -> Result<(), LabError> {
+        let Some(rate) = self.last_pass_rate(knee.rate) else {
+            return Ok(());
+        };
+        let s = &self.lab.settings;
+        if self.lab.stopped() {
+            return Ok(());
+        }
+        if !self
+            .lab
+            .fits(s.warmup + Duration::from_secs(s.profile_seconds + 2))
+        {
+            self.report
+                .notes
+                .push("no profile at the last passing rate (nothing to compare the knee with): the --budget ran out".into());
+            return Ok(());
+        }
+        self.observer.note(&format!(
+            "profiling {} at the last passing rate, {rate} req/s, to compare",
+            self.about.name
+        ));
+        let before = self.capture(diagnostics, rate, false)?;
+        knee.last_pass_rate = Some(rate);
+        let title = |what: &str| {
+            format!(
+                "{}: {what} from {rate} req/s (passed) to {} req/s (the knee); red grew, blue shrank",
+                self.about.name, knee.rate
+            )
+        };
+        let cpu_before = before
+            .pprof
+            .ok()
+            .and_then(|b| profile::folded_stacks(&b).ok());
+        match cpu_before {
+            Some(a) if !a.is_empty() && !at_knee.cpu.is_empty() => {
+                let svg = profile::diff_flame_graph(&a, &at_knee.cpu, &title("CPU"))?;
+                knee.diff_flamegraph_file = Some(self.write("diff-flamegraph.svg", &svg)?);
+            }
+            _ => knee
+                .problems
+                .push("no CPU profile at the last passing rate to compare with".into()),
+        }
+        match before.wall.ok().map(|b| folded_lines(&b)) {
+            Some(a) if !a.is_empty() && !at_knee.wall.is_empty() => {
+                let svg =
+                    profile::diff_flame_graph(&a, &at_knee.wall, &title("wall time by span"))?;
+                knee.wall_diff_flamegraph_file = Some(self.write("wall-diff.svg", &svg)?);
+            }
+            _ => knee
+                .problems
+                .push("no wall profile at the last passing rate to compare with".into()),
+        }
+        Ok(())
+    }
+
+    /// Runs `rate` again while a second thread fetches a CPU profile and,
+    /// a second into it, a 1 s trace (with `trace`), then a wall profile
+    /// (they share the service's capture window, so they take turns).
+    fn capture(
+        &mut self,
+        diagnostics: &dyn Diagnostics,
+        rate: f64,
+        trace: bool,
+    ) -> Result<Captured, LabError> {
         let secs = self.lab.settings.profile_seconds;
         let lead = self.lab.settings.warmup + Duration::from_millis(500);
         let measure = Duration::from_secs(secs + 1);
-        let cpu_before = diagnostics.cpu_seconds().map(|c| (c, Instant::now()));
         let wall_secs = secs.saturating_sub(2).max(1);
+        let cpu_before = diagnostics.cpu_seconds().map(|c| (c, Instant::now()));
         let (step, (pprof, (trace, wall))) = std::thread::scope(|scope| {
             let fetch = scope.spawn(|| {
                 std::thread::sleep(lead);
                 let windows = scope.spawn(|| {
                     std::thread::sleep(Duration::from_secs(1));
-                    (diagnostics.trace(1), diagnostics.wall_profile(wall_secs))
+                    let trace = trace.then(|| diagnostics.trace(1));
+                    (trace, diagnostics.wall_profile(wall_secs))
                 });
                 let pprof = diagnostics.cpu_profile(secs, PROFILE_HZ);
                 (
                     pprof,
                     windows
                         .join()
-                        .unwrap_or_else(|_| (Err(panicked("trace")), Err(panicked("wall")))),
+                        .unwrap_or_else(|_| (Some(Err(panicked("trace"))), Err(panicked("wall")))),
                 )
             });
             let step = self.measure(rate, measure);
             let fetched = fetch.join().unwrap_or_else(|_| {
                 (
                     Err(panicked("profile")),
-                    (Err(panicked("trace")), Err(panicked("wall"))),
+                    (Some(Err(panicked("trace"))), Err(panicked("wall"))),
                 )
             });
             (step, fetched)
@@ -256,27 +336,49 @@ impl Method<'_> {
             let after = diagnostics.cpu_seconds()?;
             Some((after - before) / t0.elapsed().as_secs_f64())
         });
+        Ok(Captured {
+            step,
+            pprof,
+            trace,
+            wall,
+            cores_busy,
+        })
+    }
+
+    /// Profiles the knee: CPU profile, trace and wall profile, their flame
+    /// graphs and top lists; also returns the folded stacks, to compare.
+    fn profile_knee(
+        &mut self,
+        diagnostics: &dyn Diagnostics,
+        rate: f64,
+    ) -> Result<(Knee, Folded), LabError> {
+        let captured = self.capture(diagnostics, rate, true)?;
         let mut knee = Knee {
             rate,
-            step: Some(step),
+            step: Some(captured.step),
             profile_file: None,
             flamegraph_file: None,
             trace_file: None,
             top: Vec::new(),
             wall_flamegraph_file: None,
             wall_top: Vec::new(),
-            cores_busy,
+            last_pass_rate: None,
+            diff_flamegraph_file: None,
+            wall_diff_flamegraph_file: None,
+            cores_busy: captured.cores_busy,
             problems: Vec::new(),
         };
-        match pprof {
+        let mut folded = Folded::default();
+        match captured.pprof {
             Ok(bytes) => {
                 knee.profile_file = Some(self.write("profile.pb.gz", &bytes)?);
                 match profile::folded_stacks(&bytes) {
-                    Ok(folded) if !folded.is_empty() => {
-                        knee.top = top_functions(&folded, TOP_FUNCTIONS);
+                    Ok(cpu) if !cpu.is_empty() => {
+                        knee.top = top_functions(&cpu, TOP_FUNCTIONS);
                         let title = format!("{} at {rate} req/s (the knee)", self.about.name);
-                        let svg = profile::flame_graph(&folded, &title)?;
+                        let svg = profile::flame_graph(&cpu, &title)?;
                         knee.flamegraph_file = Some(self.write("flamegraph.svg", &svg)?);
+                        folded.cpu = cpu;
                     }
                     Ok(_) => knee.problems.push("the profile has no samples".into()),
                     Err(e) => knee.problems.push(e.to_string()),
@@ -284,35 +386,33 @@ impl Method<'_> {
             }
             Err(e) => knee.problems.push(format!("CPU profile: {e}")),
         }
-        match trace {
-            Ok(bytes) => knee.trace_file = Some(self.write("trace.json", &bytes)?),
-            Err(e) => knee.problems.push(format!("trace: {e}")),
+        match captured.trace {
+            Some(Ok(bytes)) => knee.trace_file = Some(self.write("trace.json", &bytes)?),
+            Some(Err(e)) => knee.problems.push(format!("trace: {e}")),
+            None => {}
         }
-        match wall {
+        match captured.wall {
             Ok(bytes) => {
-                let folded: Vec<String> = String::from_utf8_lossy(&bytes)
-                    .lines()
-                    .filter(|l| !l.trim().is_empty())
-                    .map(String::from)
-                    .collect();
-                if folded.is_empty() {
+                let wall = folded_lines(&bytes);
+                if wall.is_empty() {
                     knee.problems.push(
                         "the wall profile is empty: the service has no spans (hammer-diag's request span and the handler's own)"
                             .into(),
                     );
                 } else {
-                    knee.wall_top = top_functions(&folded, TOP_FUNCTIONS);
+                    knee.wall_top = top_functions(&wall, TOP_FUNCTIONS);
                     let title = format!(
                         "{} at {rate} req/s (the knee): wall time by span",
                         self.about.name
                     );
-                    let svg = profile::flame_graph(&folded, &title)?;
+                    let svg = profile::flame_graph(&wall, &title)?;
                     knee.wall_flamegraph_file = Some(self.write("wall.svg", &svg)?);
+                    folded.wall = wall;
                 }
             }
             Err(e) => knee.problems.push(format!("wall profile: {e}")),
         }
-        Ok(knee)
+        Ok((knee, folded))
     }
 
     /// Runs and judges one step at `rate`, measured for `measure`.
@@ -348,6 +448,31 @@ impl Method<'_> {
         std::fs::write(&path, bytes).map_err(LabError::write(path))?;
         Ok(name)
     }
+}
+
+/// What a profiled step fetched.
+struct Captured {
+    step: StepRecord,
+    pprof: Result<Vec<u8>, LabError>,
+    trace: Option<Result<Vec<u8>, LabError>>,
+    wall: Result<Vec<u8>, LabError>,
+    cores_busy: Option<f64>,
+}
+
+/// Folded stacks of a profiled step, CPU and wall.
+#[derive(Default)]
+struct Folded {
+    cpu: Vec<String>,
+    wall: Vec<String>,
+}
+
+/// The non-empty lines of folded-stack text.
+fn folded_lines(bytes: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(String::from)
+        .collect()
 }
 
 fn panicked(what: &str) -> LabError {

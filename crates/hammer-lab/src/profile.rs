@@ -94,6 +94,37 @@ pub fn flame_graph(folded: &[String], title: &str) -> Result<Vec<u8>, LabError> 
     Ok(svg)
 }
 
+/// Renders what changed from `before` to `after` (folded stacks) as a
+/// differential flame graph: the shape is `after`'s, red where a stack
+/// grew and blue where it shrank, `before` scaled to the same total
+/// (inferno's diff-folded, Brendan Gregg's differential flame graphs).
+pub fn diff_flame_graph(
+    before: &[String],
+    after: &[String],
+    title: &str,
+) -> Result<Vec<u8>, LabError> {
+    let draw = |reason: String| LabError::Draw {
+        what: "the differential flame graph".into(),
+        reason,
+    };
+    let (before, after) = (before.join("\n"), after.join("\n"));
+    let mut diff = Vec::new();
+    let options = inferno::differential::Options {
+        normalize: true,
+        strip_hex: false,
+    };
+    inferno::differential::from_readers(options, before.as_bytes(), after.as_bytes(), &mut diff)
+        .map_err(|e| draw(e.to_string()))?;
+    let diff = String::from_utf8_lossy(&diff);
+    let mut options = inferno::flamegraph::Options::default();
+    options.title = title.to_string();
+    options.direction = inferno::flamegraph::Direction::Inverted;
+    let mut svg = Vec::new();
+    inferno::flamegraph::from_lines(&mut options, diff.lines(), &mut svg)
+        .map_err(|e| draw(e.to_string()))?;
+    Ok(svg)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -282,11 +282,15 @@ fn the_search_brackets_the_capacity_and_profiles_the_knee() {
     );
     assert!(report.usl.is_some(), "enough steps for a USL fit");
 
-    // The knee is the lowest failing rate, run once more while profiled.
+    // The knee is the lowest failing rate, run once more while profiled;
+    // then the last passing rate, profiled the same way to compare.
     let knee = report.knee.expect("a knee");
     assert_eq!(knee.rate, failing);
-    assert_eq!(offered.last().unwrap().0, failing);
-    assert_eq!(offered.last().unwrap().2, Duration::from_secs(3 + 1));
+    let n = offered.len();
+    assert_eq!(offered[n - 2].0, failing);
+    assert_eq!(offered[n - 2].2, Duration::from_secs(3 + 1));
+    assert_eq!(offered[n - 1].0, capacity.rate);
+    assert_eq!(knee.last_pass_rate, Some(capacity.rate));
     assert!(knee.problems.is_empty(), "{:?}", knee.problems);
     assert_eq!(knee.top[0].name, "render");
     assert_eq!(knee.top[0].self_pct, 90.0);
@@ -303,6 +307,8 @@ fn the_search_brackets_the_capacity_and_profiles_the_knee() {
         &knee.profile_file,
         &knee.flamegraph_file,
         &knee.wall_flamegraph_file,
+        &knee.diff_flamegraph_file,
+        &knee.wall_diff_flamegraph_file,
         &knee.trace_file,
     ] {
         let name = file.as_ref().expect("a knee file");
@@ -312,11 +318,13 @@ fn the_search_brackets_the_capacity_and_profiles_the_knee() {
             "{name}"
         );
     }
-    assert_eq!(diagnostics.profiles.load(Ordering::SeqCst), 1);
+    // The knee's profile and the last passing rate's.
+    assert_eq!(diagnostics.profiles.load(Ordering::SeqCst), 2);
 
-    // The observer saw every step start and end, and their seconds.
-    assert_eq!(seen.started.len(), report.steps.len() + 1);
-    assert_eq!(seen.done.len(), report.steps.len() + 1);
+    // The observer saw every step start and end, and their seconds (the
+    // two profiled runs included).
+    assert_eq!(seen.started.len(), report.steps.len() + 2);
+    assert_eq!(seen.done.len(), report.steps.len() + 2);
     assert!(seen.ticks >= 5 * seen.started.len());
     assert!(seen.notes.iter().any(|n| n.contains("profiling model")));
 }
@@ -403,9 +411,14 @@ fn a_failed_profile_is_a_problem_at_the_knee_not_an_error() {
     assert!(knee.profile_file.is_none() && knee.flamegraph_file.is_none());
     assert_eq!(
         knee.problems,
-        vec!["CPU profile: GET model/profile: 503: busy"]
+        vec![
+            "CPU profile: GET model/profile: 503: busy",
+            "no CPU profile at the last passing rate to compare with"
+        ]
     );
     assert!(knee.trace_file.is_some());
+    // The wall profile and its comparison do not need the CPU profile.
+    assert!(knee.wall_diff_flamegraph_file.is_some());
 }
 
 #[test]

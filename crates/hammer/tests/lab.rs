@@ -201,6 +201,12 @@ fn builtin_lab_report_renders_charts_and_flame_graph_in_chromium() {
         dom.contains("title=\"wall flame graph\"") && dom.contains("<b>Why:</b>"),
         "the wall flame graph and the why line are in the page"
     );
+    // What grew from the last passing rate to the knee, CPU and wall.
+    assert!(
+        dom.contains("title=\"differential CPU flame graph\"")
+            && dom.contains("title=\"differential wall flame graph\""),
+        "the differential flame graphs are in the page"
+    );
 
     // A screenshot: the page is drawn, and the flame graph with it.
     let shot = dir.path().join("shot.png");

@@ -235,7 +235,7 @@ fn sigterm_drains_then_exits_0() {
 /// A CPU profile of `/mandelbrot` under load names the render kernel by its
 /// full path, inlined or not, as `go tool pprof -top` prints it: the
 /// release profile's debug info carries linkage names (`debug = "limited"`;
-/// `line-tables-only` named inlined frames `iterate` alone).
+/// with `line-tables-only`, inlined frames were `row_avx2`, `shade`).
 #[test]
 fn a_cpu_profile_names_the_render_kernel_by_its_path() {
     let svc = start();
@@ -269,9 +269,20 @@ fn a_cpu_profile_names_the_render_kernel_by_its_path() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let names: Vec<&str> = top
+        .lines()
+        .filter_map(|l| l.split_whitespace().last())
+        .collect();
     assert!(
-        top.lines()
-            .any(|l| l.contains("mandelweb::render::") && l.contains("iterate")),
-        "go tool pprof -top:\n{top}"
+        names
+            .iter()
+            .any(|n| n.starts_with("mandelweb::render::fast::")),
+        "the kernel by its path, in go tool pprof -top:\n{top}"
+    );
+    assert!(
+        !names
+            .iter()
+            .any(|n| ["row_avx2", "shade", "iterate"].contains(n)),
+        "a frame without its path, in go tool pprof -top:\n{top}"
     );
 }
