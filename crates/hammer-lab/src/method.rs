@@ -375,12 +375,15 @@ impl Method<'_> {
                 match profile::folded_stacks(&bytes) {
                     Ok(cpu) if !cpu.is_empty() => {
                         knee.top = top_functions(&cpu, TOP_FUNCTIONS);
+                        if unnamed(&knee.top) {
+                            knee.problems.push(STRIPPED.into());
+                        }
                         let title = format!("{} at {rate} req/s (the knee)", self.about.name);
                         let svg = profile::flame_graph(&cpu, &title)?;
                         knee.flamegraph_file = Some(self.write("flamegraph.svg", &svg)?);
                         folded.cpu = cpu;
                     }
-                    Ok(_) => knee.problems.push("the profile has no samples".into()),
+                    Ok(_) => knee.problems.push(empty_profile(captured.cores_busy)),
                     Err(e) => knee.problems.push(e.to_string()),
                 }
             }
@@ -464,6 +467,38 @@ struct Captured {
 struct Folded {
     cpu: Vec<String>,
     wall: Vec<String>,
+}
+
+/// Why a CPU profile may have come back empty, from how busy the service was.
+fn empty_profile(cores_busy: Option<f64>) -> String {
+    match cores_busy {
+        Some(busy) if busy >= 0.2 => format!(
+            "the CPU profile has no named frames although the service kept {busy:.2} cores busy: \
+             its binaries have no symbol tables (`strip` removes them; `strip --strip-debug` \
+             keeps them), so the profiler cannot name a frame"
+        ),
+        Some(busy) => format!(
+            "the CPU profile has no samples: the service kept only {busy:.2} cores busy, so its \
+             time went off the CPU (the wall profile shows where)"
+        ),
+        None => "the CPU profile has no samples (and the service exports no process_cpu_seconds_total to say how busy it was)".into(),
+    }
+}
+
+/// What a profile of a binary without its symbol table looks like, and why.
+const STRIPPED: &str = "the CPU profile names only thread entry points (start_thread, clone3): \
+     the service's binary has no symbol table (`strip` removes it; `strip --strip-debug` keeps it), \
+     so its own frames have no names";
+
+/// Frames a thread starts in, the only ones left named when the program's
+/// own symbols are gone.
+const THREAD_ENTRY: [&str; 4] = ["start_thread", "clone3", "clone", "__clone"];
+
+/// Whether a profile's time sits almost all in thread-entry frames: the
+/// program's own frames had no names.
+fn unnamed(top: &[hammer_core::diagnostics::TopFunction]) -> bool {
+    top.first()
+        .is_some_and(|f| THREAD_ENTRY.contains(&f.name.as_str()) && f.self_pct > 90.0)
 }
 
 /// The non-empty lines of folded-stack text.

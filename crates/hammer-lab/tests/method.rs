@@ -79,6 +79,8 @@ struct ModelDiagnostics {
     cpu_reads: AtomicU64,
     profiles: AtomicU64,
     fail_profile: bool,
+    /// Profiles as of a binary without its symbol table.
+    stripped: bool,
 }
 
 impl ModelDiagnostics {
@@ -87,6 +89,7 @@ impl ModelDiagnostics {
             cpu_reads: AtomicU64::new(0),
             profiles: AtomicU64::new(0),
             fail_profile: false,
+            stripped: false,
         }
     }
 }
@@ -100,6 +103,9 @@ impl Diagnostics for ModelDiagnostics {
                 url: "model/profile".into(),
                 reason: "503: busy".into(),
             });
+        }
+        if self.stripped {
+            return Ok(profile(&[(&["clone3", "start_thread"], 100)]));
         }
         Ok(profile(&[
             (&["main", "serve", "render"], 90),
@@ -419,6 +425,32 @@ fn a_failed_profile_is_a_problem_at_the_knee_not_an_error() {
     assert!(knee.trace_file.is_some());
     // The wall profile and its comparison do not need the CPU profile.
     assert!(knee.wall_diff_flamegraph_file.is_some());
+}
+
+/// A service whose binary lost its symbol table gives profiles that name
+/// only where threads start: the knee says so, and why.
+#[test]
+fn a_profile_without_names_is_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    let diagnostics = ModelDiagnostics {
+        stripped: true,
+        ..ModelDiagnostics::new()
+    };
+    let (report, _) = run(
+        settings(),
+        Duration::from_secs(3600),
+        &Model::new(120.0),
+        Some(&diagnostics),
+        dir.path(),
+    );
+    let knee = report.knee.expect("a knee");
+    assert!(
+        knee.problems
+            .iter()
+            .any(|p| p.contains("no symbol table") && p.contains("strip --strip-debug")),
+        "{:?}",
+        knee.problems
+    );
 }
 
 #[test]
