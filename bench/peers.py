@@ -285,6 +285,35 @@ def scale(args):
         nginx.stop()
 
 
+def rounds(runs, args, nginx, what):
+    """Runs each (name, run) once per round, interleaved, skipping a tool
+    that is not installed (the name's first word after any "proto: "),
+    stops nginx, prints the medians; returns req per client CPU-second by name."""
+    got = {name: [] for name, _ in runs}
+    width = max(len(name) for name, _ in runs) + 2
+    try:
+        for round_ in range(args.rounds):
+            for name, run in runs:
+                if not shutil.which(name.split(": ")[-1].split()[0]):
+                    continue
+                r = run()
+                got[name].append(r)
+                print(f"  round {round_ + 1} {name:{width}}{r['achieved']:>10.0f} req/s{per_cpu_s(r):>10.0f} req/CPU-s"
+                      f"{r['rss_mib']:>8.1f} MiB", flush=True)
+    finally:
+        nginx.stop()
+    print(f"\n{what} (nginx 1 worker on core 0, generator on core 1, {args.duration} s, median of {args.rounds}):")
+    print(f"  {'generator':{width}}{'req/s':>10}{'req/CPU-s':>11}{'RSS MiB':>9}")
+    med = {}
+    for name, rs in got.items():
+        if not rs:
+            continue
+        median = lambda k: statistics.median(x[k] for x in rs)
+        med[name] = statistics.median(per_cpu_s(x) for x in rs)
+        print(f"  {name:{width}}{median('achieved'):>10.0f}{med[name]:>11.0f}{median('rss_mib'):>9.1f}")
+    return med
+
+
 def tls(args):
     """nginx (1 worker, TLS) on core 0; each generator on core 1, one thread."""
     nginx = Nginx(1)
@@ -301,27 +330,7 @@ def tls(args):
         (f"oha -c {c} --disable-keepalive", lambda: oha(
             url, args.duration, "1", args.conns, extra=["--insecure", "--disable-keepalive"])),
     ]
-    got = {name: [] for name, _ in runs}
-    try:
-        for round_ in range(args.rounds):
-            for name, run in runs:
-                if name.startswith("oha") and not shutil.which("oha") or name.startswith("wrk") and not shutil.which("wrk"):
-                    continue
-                r = run()
-                got[name].append(r)
-                print(f"  round {round_ + 1} {name:48}{r['achieved']:>10.0f} req/s{per_cpu_s(r):>10.0f} req/CPU-s"
-                      f"{r['rss_mib']:>8.1f} MiB", flush=True)
-    finally:
-        nginx.stop()
-    print(f"\nHTTP/1.1 over TLS (nginx 1 worker on core 0, generator on core 1, {args.duration} s, median of {args.rounds}):")
-    print(f"  {'generator':50}{'req/s':>10}{'req/CPU-s':>11}{'RSS MiB':>9}")
-    med = {}
-    for name, rs in got.items():
-        if not rs:
-            continue
-        m = lambda k: statistics.median(x[k] for x in rs)
-        med[name] = statistics.median(per_cpu_s(x) for x in rs)
-        print(f"  {name:50}{m('achieved'):>10.0f}{med[name]:>11.0f}{m('rss_mib'):>9.1f}")
+    med = rounds(runs, args, nginx, "HTTP/1.1 over TLS")
     h, w = med.get(f"hammer -c {c}"), med.get(f"wrk -c {c}")
     if h and w:
         print(f"  hammer/wrk req per client CPU-second: {h / w:.2f}x")
@@ -347,28 +356,7 @@ def h2(args):
             (f"{proto}: oha --http2 -c {c} -p {m}", lambda url=url: oha(
                 url, args.duration, "1", c, extra=["--insecure", "--http2", "-p", str(m)])),
         ]
-    got = {name: [] for name, _ in runs}
-    try:
-        for round_ in range(args.rounds):
-            for name, run in runs:
-                tool = name.split(": ")[1].split()[0]
-                if not shutil.which(tool):
-                    continue
-                r = run()
-                got[name].append(r)
-                print(f"  round {round_ + 1} {name:40}{r['achieved']:>10.0f} req/s{per_cpu_s(r):>10.0f} req/CPU-s"
-                      f"{r['rss_mib']:>8.1f} MiB", flush=True)
-    finally:
-        nginx.stop()
-    print(f"\nHTTP/2 (nginx 1 worker on core 0, generator on core 1, {args.duration} s, median of {args.rounds}):")
-    print(f"  {'generator':42}{'req/s':>10}{'req/CPU-s':>11}{'RSS MiB':>9}")
-    med = {}
-    for name, rs in got.items():
-        if not rs:
-            continue
-        m_ = lambda k: statistics.median(x[k] for x in rs)
-        med[name] = statistics.median(per_cpu_s(x) for x in rs)
-        print(f"  {name:42}{m_('achieved'):>10.0f}{med[name]:>11.0f}{m_('rss_mib'):>9.1f}")
+    med = rounds(runs, args, nginx, "HTTP/2")
     for proto in ("h2c", "h2 TLS"):
         h = med.get(f"{proto}: hammer -c {c} --streams {m}")
         p = med.get(f"{proto}: h2load -c {c} -m {m}")

@@ -430,11 +430,12 @@ impl<P: Pacer> Worker<P> {
                 conn.unflushed = true;
                 self.unflushed.push((slot, conn.generation));
             }
+            // It may still have a free stream for the next due request.
+            self.list(slot);
         } else if conn.connecting_since.is_none() {
             let step = conn.write(&self.cfg.requests);
             self.settle(slot, step);
         }
-        self.list(slot);
     }
 
     /// Writes the frames this turn's requests queued, a write per connection.
@@ -560,8 +561,13 @@ impl<P: Pacer> Worker<P> {
 
     /// Records what a step finished and decides the connection's fate.
     fn settle(&mut self, slot: usize, step: Step) {
-        self.drain_ended(slot);
+        let h2 = self.cfg.h2_streams.is_some();
+        if h2 {
+            self.drain_ended(slot);
+        }
         let keep = match step {
+            // HTTP/1.1: nothing ended, the request is still on it.
+            Step::Wait if !h2 => return,
             Step::Wait => match self.conns.get(slot) {
                 // HTTP/2 after GOAWAY, its last request done.
                 Some(c) if c.spent() => false,

@@ -399,13 +399,10 @@ fn without_diagnostics_or_budget_the_report_says_what_is_missing() {
     );
 }
 
-#[test]
-fn a_failed_profile_is_a_problem_at_the_knee_not_an_error() {
+/// The knee of a model service of capacity 120 req/s, profiled through
+/// `diagnostics`, with time to spare.
+fn knee_of(diagnostics: ModelDiagnostics) -> hammer_lab::Knee {
     let dir = tempfile::tempdir().unwrap();
-    let diagnostics = ModelDiagnostics {
-        fail_profile: true,
-        ..ModelDiagnostics::new()
-    };
     let (report, _) = run(
         settings(),
         Duration::from_secs(3600),
@@ -413,7 +410,15 @@ fn a_failed_profile_is_a_problem_at_the_knee_not_an_error() {
         Some(&diagnostics),
         dir.path(),
     );
-    let knee = report.knee.expect("a knee");
+    report.knee.expect("a knee")
+}
+
+#[test]
+fn a_failed_profile_is_a_problem_at_the_knee_not_an_error() {
+    let knee = knee_of(ModelDiagnostics {
+        fail_profile: true,
+        ..ModelDiagnostics::new()
+    });
     assert!(knee.profile_file.is_none() && knee.flamegraph_file.is_none());
     assert_eq!(
         knee.problems,
@@ -431,19 +436,10 @@ fn a_failed_profile_is_a_problem_at_the_knee_not_an_error() {
 /// only where threads start: the knee says so, and why.
 #[test]
 fn a_profile_without_names_is_explained() {
-    let dir = tempfile::tempdir().unwrap();
-    let diagnostics = ModelDiagnostics {
+    let knee = knee_of(ModelDiagnostics {
         stripped: true,
         ..ModelDiagnostics::new()
-    };
-    let (report, _) = run(
-        settings(),
-        Duration::from_secs(3600),
-        &Model::new(120.0),
-        Some(&diagnostics),
-        dir.path(),
-    );
-    let knee = report.knee.expect("a knee");
+    });
     assert!(
         knee.problems
             .iter()

@@ -7,27 +7,15 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use support::tls::Pki;
-use support::{exclusive, f, hammer, hammer_json, within, Behavior, Http, Server};
+use support::{
+    assert_analytic_freeze, capacity, exclusive, f, hammer, hammer_json, lab, refusal, Behavior,
+    Http, Server,
+};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
 fn h2c(behavior: Behavior) -> Server {
     Server::start_with(behavior, None, Http::Two)
-}
-
-/// Exit 2 and one line on stderr.
-fn refusal(args: &[&str]) -> String {
-    let mut all = vec!["attack", "-q"];
-    all.extend_from_slice(args);
-    let out = hammer(&all, LIMIT);
-    let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "expected exit 2, stderr: {stderr}"
-    );
-    assert_eq!(stderr.lines().count(), 1, "one line, got: {stderr}");
-    stderr
 }
 
 /// Two connections carry 20 requests at once: the server sees more
@@ -189,18 +177,7 @@ fn open_loop_latency_over_h2_matches_the_analytic_freeze() {
         &["--http2", "-r", "500", "-d", "10s", &server.url("/")],
         LIMIT,
     );
-    let (p90, p99) = (f(&v, "latency_ms.p90"), f(&v, "latency_ms.p99"));
-    eprintln!("freeze over h2c, open loop: latency p90 {p90} ms, p99 {p99} ms");
-    assert!(
-        within(p90, 100.0, 0.05),
-        "p90 {p90} ms, expected 100 ms ±5%"
-    );
-    assert!(
-        within(p99, 190.0, 0.05),
-        "p99 {p99} ms, expected 190 ms ±5%"
-    );
-    assert_eq!(v["requests"], 5000);
-    assert_eq!(v["failed"], 0);
+    assert_analytic_freeze(&v, " over h2c");
 }
 
 /// The lab over h2c finds a known capacity as it does over HTTP/1.1.
@@ -210,40 +187,11 @@ fn the_lab_finds_a_known_capacity_over_h2c() {
     let server = h2c(Behavior::Capacity(400));
     let dir = tempfile::tempdir().unwrap();
     let url = server.url("/");
-    let out = hammer(
-        &[
-            "lab",
-            "-o",
-            dir.path().to_str().unwrap(),
-            "--target",
-            &url,
-            "--http2",
-            "--start-rate",
-            "100",
-            "--step",
-            "2s",
-            "--warmup",
-            "300ms",
-            "--min-requests",
-            "100",
-            "--budget",
-            "4m",
-            "-q",
-        ],
-        Duration::from_secs(300),
+    let report = lab(
+        &["--target", &url, "--http2", "--start-rate", "100"],
+        dir.path(),
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap())
-            .unwrap();
-    let found = report["targets"][0]["capacity"]["rate"]
-        .as_f64()
-        .expect("a capacity");
+    let found = capacity(&report["targets"][0]);
     assert!(
         (found - 400.0).abs() <= 40.0,
         "found {found} req/s, true capacity 400"

@@ -8,43 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use support::{assert_schema, exclusive, hammer, spawn_hammer, wait_limited, Behavior, Server};
-
-/// Flags that keep a lab short in tests: short steps, fewer requests.
-const QUICK: &[&str] = &[
-    "--step",
-    "2s",
-    "--warmup",
-    "300ms",
-    "--min-requests",
-    "100",
-    "--budget",
-    "4m",
-    "-q",
-];
-
-fn lab(extra: &[&str], dir: &Path) -> serde_json::Value {
-    let mut args = vec!["lab", "-o", dir.to_str().unwrap()];
-    args.extend_from_slice(QUICK);
-    args.extend_from_slice(extra);
-    let out = hammer(&args, Duration::from_secs(300));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    println!("{stdout}");
-    assert!(
-        out.status.success(),
-        "hammer lab failed: {}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(stdout.contains("capacity:"), "{stdout}");
-    let text = std::fs::read_to_string(dir.join("report.json")).expect("report.json");
-    let report = serde_json::from_str(&text).expect("report.json parses");
-    assert_schema(&report);
-    report
-}
-
-fn capacity(target: &serde_json::Value) -> f64 {
-    target["capacity"]["rate"].as_f64().expect("a capacity")
-}
+use support::{capacity, exclusive, hammer, lab, spawn_hammer, wait_limited, Behavior, Server};
 
 #[test]
 fn finds_a_known_capacity_within_10_percent() {

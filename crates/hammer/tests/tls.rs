@@ -9,29 +9,13 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use support::tls::Pki;
-use support::{assert_schema, exclusive, f, hammer, hammer_json, within, Behavior, Server};
+use support::{
+    assert_analytic_freeze, assert_schema, capacity, exclusive, f, hammer_json, lab, refusal,
+    Behavior, Server,
+};
 
 const LIMIT: Duration = Duration::from_secs(60);
 const H1: &[&[u8]] = &[b"http/1.1"];
-
-/// The one line hammer printed on stderr, after a failed start.
-fn refusal(args: &[&str]) -> String {
-    let mut all = vec!["attack", "-q"];
-    all.extend_from_slice(args);
-    let out = hammer(&all, LIMIT);
-    let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "expected exit 2, stderr: {stderr}"
-    );
-    assert_eq!(stderr.lines().count(), 1, "one line, got: {stderr}");
-    assert!(
-        out.stdout.is_empty(),
-        "no report for a run that did not start"
-    );
-    stderr
-}
 
 #[test]
 fn https_with_the_ca_is_served_and_reports_handshake_times() {
@@ -222,18 +206,7 @@ fn open_loop_latency_over_tls_matches_the_analytic_freeze() {
         ],
         LIMIT,
     );
-    let (p90, p99) = (f(&v, "latency_ms.p90"), f(&v, "latency_ms.p99"));
-    eprintln!("freeze over TLS, open loop: latency p90 {p90} ms, p99 {p99} ms");
-    assert!(
-        within(p90, 100.0, 0.05),
-        "p90 {p90} ms, expected 100 ms ±5%"
-    );
-    assert!(
-        within(p99, 190.0, 0.05),
-        "p99 {p99} ms, expected 190 ms ±5%"
-    );
-    assert_eq!(v["requests"], 5000);
-    assert_eq!(v["failed"], 0);
+    assert_analytic_freeze(&v, " over TLS");
 }
 
 /// The lab over https: it finds a known capacity as it does over TCP.
@@ -244,41 +217,11 @@ fn the_lab_finds_a_known_capacity_over_tls() {
     let server = Server::start_tls(Behavior::Capacity(400), pki.server_config(H1, false));
     let dir = tempfile::tempdir().unwrap();
     let (ca, url) = (pki.ca_file(), server.https_url("/"));
-    let out = hammer(
-        &[
-            "lab",
-            "-o",
-            dir.path().to_str().unwrap(),
-            "--target",
-            &url,
-            "--cacert",
-            &ca,
-            "--start-rate",
-            "100",
-            "--step",
-            "2s",
-            "--warmup",
-            "300ms",
-            "--min-requests",
-            "100",
-            "--budget",
-            "4m",
-            "-q",
-        ],
-        Duration::from_secs(300),
+    let report = lab(
+        &["--target", &url, "--cacert", &ca, "--start-rate", "100"],
+        dir.path(),
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap())
-            .unwrap();
-    let found = report["targets"][0]["capacity"]["rate"]
-        .as_f64()
-        .expect("a capacity");
+    let found = capacity(&report["targets"][0]);
     assert!(
         (found - 400.0).abs() <= 40.0,
         "found {found} req/s, true capacity 400"

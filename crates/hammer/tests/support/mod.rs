@@ -6,6 +6,7 @@
 pub mod tls;
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -381,4 +382,78 @@ pub fn f(v: &serde_json::Value, path: &str) -> f64 {
 
 pub fn within(actual: f64, expected: f64, tolerance: f64) -> bool {
     (actual - expected).abs() <= expected * tolerance
+}
+
+/// Flags that keep a lab short in tests: short steps, fewer requests.
+pub const QUICK: &[&str] = &[
+    "--step",
+    "2s",
+    "--warmup",
+    "300ms",
+    "--min-requests",
+    "100",
+    "--budget",
+    "4m",
+    "-q",
+];
+
+pub fn lab(extra: &[&str], dir: &Path) -> serde_json::Value {
+    let mut args = vec!["lab", "-o", dir.to_str().unwrap()];
+    args.extend_from_slice(QUICK);
+    args.extend_from_slice(extra);
+    let out = hammer(&args, Duration::from_secs(300));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "hammer lab failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("capacity:"), "{stdout}");
+    let text = std::fs::read_to_string(dir.join("report.json")).expect("report.json");
+    let report = serde_json::from_str(&text).expect("report.json parses");
+    assert_schema(&report);
+    report
+}
+
+pub fn capacity(target: &serde_json::Value) -> f64 {
+    target["capacity"]["rate"].as_f64().expect("a capacity")
+}
+
+/// Runs `hammer attack -q ARGS`, which must refuse: exit 2, one line on
+/// stderr, no report. Returns the line.
+pub fn refusal(args: &[&str]) -> String {
+    let mut all = vec!["attack", "-q"];
+    all.extend_from_slice(args);
+    let out = hammer(&all, Duration::from_secs(60));
+    let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "expected exit 2, stderr: {stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "one line, got: {stderr}");
+    assert!(
+        out.stdout.is_empty(),
+        "no report for a run that did not start"
+    );
+    stderr
+}
+
+/// A 10 s open loop at 500 req/s against [`Behavior::FreezeEachSecond`]:
+/// 20% of requests wait uniformly between 0 and 200 ms, so p90 = 100 ms and
+/// p99 = 190 ms (within 5%), none failed. `over` names the transport.
+pub fn assert_analytic_freeze(v: &serde_json::Value, over: &str) {
+    let (p90, p99) = (f(v, "latency_ms.p90"), f(v, "latency_ms.p99"));
+    eprintln!("freeze{over}, open loop: latency p90 {p90} ms, p99 {p99} ms");
+    assert!(
+        within(p90, 100.0, 0.05),
+        "p90 {p90} ms, expected 100 ms ±5%"
+    );
+    assert!(
+        within(p99, 190.0, 0.05),
+        "p99 {p99} ms, expected 190 ms ±5%"
+    );
+    assert_eq!(v["requests"], 5000);
+    assert_eq!(v["failed"], 0);
 }
