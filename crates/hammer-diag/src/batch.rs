@@ -129,6 +129,11 @@ impl Batcher {
         ))
     }
 
+    /// Hands the writer one whole line.
+    pub(crate) fn push(&self, line: &[u8]) {
+        self.shared.push(line);
+    }
+
     /// Lines dropped because the writer was `limit` lines behind.
     pub(crate) fn dropped(&self) -> u64 {
         self.shared.dropped.load(Ordering::Relaxed)

@@ -18,18 +18,22 @@ use std::cell::RefCell;
 use std::fmt::{self, Write as _};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::MatchedPath;
-use axum::http::{HeaderValue, Method};
+use axum::http::Method;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
 
+use crate::logging::LogFormat;
+use crate::middleware::RequestId;
+
 /// What names a request on its log lines.
 pub(crate) struct RequestContext {
-    pub(crate) id: HeaderValue,
+    pub(crate) id: RequestId,
     pub(crate) method: Method,
     pub(crate) route: Option<MatchedPath>,
     /// 0 until the response is ready.
@@ -42,7 +46,7 @@ impl RequestContext {
     }
 
     fn id(&self) -> &str {
-        self.id.to_str().unwrap_or("?")
+        self.id.as_str()
     }
 }
 
@@ -145,9 +149,18 @@ where
 }
 
 /// Writes the time now as RFC 3339 UTC with microseconds
-/// (`2026-11-26T08:15:07.537005Z`); the part up to the second is made
-/// once a second per thread.
+/// (`2026-11-26T08:15:07.537005Z`).
 fn timestamp(w: &mut Writer<'_>) -> fmt::Result {
+    with_timestamp(|second, micros| {
+        w.write_str(second)?;
+        write!(w, "{micros:06}Z")
+    })
+}
+
+/// Calls `f` with the time now as its part up to the second
+/// (`2026-11-26T08:15:07.`, made once a second per thread) and its
+/// microseconds.
+fn with_timestamp<R>(f: impl FnOnce(&str, u32) -> R) -> R {
     thread_local! {
         static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
     }
@@ -155,24 +168,166 @@ fn timestamp(w: &mut Writer<'_>) -> fmt::Result {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     let secs = now.as_secs();
-    SECOND.with(|second| {
+    let mut f = Some(f);
+    let mut call = |second: &str| (f.take().expect("called once"))(second, now.subsec_micros());
+    let cached = SECOND.try_with(|second| {
         let mut second = second.borrow_mut();
         if second.0 != secs {
-            let (y, mo, d) = civil_date(secs / 86_400);
-            let t = secs % 86_400;
-            second.1.clear();
-            write!(
-                second.1,
-                "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.",
-                t / 3600,
-                t / 60 % 60,
-                t % 60
-            )?;
+            second.1 = second_prefix(secs);
             second.0 = secs;
         }
-        w.write_str(&second.1)
-    })?;
-    write!(w, "{:06}Z", now.subsec_micros())
+        call(&second.1)
+    });
+    match cached {
+        Ok(r) => r,
+        // During thread teardown: made for this line.
+        Err(_) => call(&second_prefix(secs)),
+    }
+}
+
+/// `2026-11-26T08:15:07.` for a count of seconds since 1970.
+fn second_prefix(secs: u64) -> String {
+    let (y, mo, d) = civil_date(secs / 86_400);
+    let t = secs % 86_400;
+    format!(
+        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.",
+        t / 3600,
+        t / 60 % 60,
+        t % 60
+    )
+}
+
+/// One of the lines a request writes itself (at `info`, target
+/// [`REQUEST_TARGET`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum RequestLine<'a> {
+    /// `request start path=…`.
+    Start { path: &'a str },
+    /// `request end path=… duration_ms=…`.
+    End { path: &'a str, elapsed: Duration },
+}
+
+/// The target a request's own lines are logged under.
+pub(crate) const REQUEST_TARGET: &str = "hammer_diag::middleware";
+
+/// Appends to `out` a request's start or end line, the very line
+/// [`TextLine`] or [`JsonLine`] makes of `tracing::info!(path = %path,
+/// duration_ms, "request end")` logged inside the request, made from
+/// bytes: no `tracing` dispatch and no `core::fmt`, which were two thirds
+/// of a logged request's instructions.
+pub(crate) fn request_line(
+    out: &mut Vec<u8>,
+    format: LogFormat,
+    r: &RequestContext,
+    line: RequestLine<'_>,
+) {
+    let (message, path, elapsed) = match line {
+        RequestLine::Start { path } => ("request start", path, None),
+        RequestLine::End { path, elapsed } => ("request end", path, Some(elapsed)),
+    };
+    let status = r.status.load(Ordering::Relaxed);
+    match format {
+        LogFormat::Text => {
+            push_timestamp(out);
+            out.extend_from_slice(b"  INFO request{method=");
+            out.extend_from_slice(r.method.as_str().as_bytes());
+            out.extend_from_slice(b" route=");
+            out.extend_from_slice(r.route().as_bytes());
+            out.extend_from_slice(b" request_id=");
+            out.extend_from_slice(r.id().as_bytes());
+            if status != 0 {
+                out.extend_from_slice(b" status=");
+                out.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
+            }
+            out.extend_from_slice(b"}: ");
+            out.extend_from_slice(REQUEST_TARGET.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(message.as_bytes());
+            out.extend_from_slice(b" path=");
+            out.extend_from_slice(path.as_bytes());
+            if let Some(elapsed) = elapsed {
+                out.extend_from_slice(b" duration_ms=");
+                push_ms(out, elapsed);
+            }
+            out.push(b'\n');
+        }
+        LogFormat::Json => {
+            out.extend_from_slice(b"{\"timestamp\":\"");
+            push_timestamp(out);
+            out.extend_from_slice(b"\",\"level\":\"INFO\",\"target\":\"");
+            out.extend_from_slice(REQUEST_TARGET.as_bytes());
+            out.extend_from_slice(b"\",\"message\":\"");
+            out.extend_from_slice(message.as_bytes());
+            out.extend_from_slice(b"\",\"path\":");
+            push_json_string(out, path);
+            if let Some(elapsed) = elapsed {
+                out.extend_from_slice(b",\"duration_ms\":");
+                push_ms(out, elapsed);
+            }
+            out.extend_from_slice(b",\"request_id\":");
+            push_json_string(out, r.id());
+            out.extend_from_slice(b",\"method\":");
+            push_json_string(out, r.method.as_str());
+            out.extend_from_slice(b",\"route\":");
+            push_json_string(out, r.route());
+            if status != 0 {
+                out.extend_from_slice(b",\"status\":");
+                out.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
+            }
+            out.extend_from_slice(b"}\n");
+        }
+    }
+}
+
+fn push_timestamp(out: &mut Vec<u8>) {
+    with_timestamp(|second, micros| {
+        out.extend_from_slice(second.as_bytes());
+        push_padded(out, micros.into(), 6);
+        out.push(b'Z');
+    });
+}
+
+/// Milliseconds to the nanosecond, as [`write_f64`] writes a `_ms` field.
+fn push_ms(out: &mut Vec<u8>, elapsed: Duration) {
+    let ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+    out.extend_from_slice(itoa::Buffer::new().format(ns / 1_000_000).as_bytes());
+    out.push(b'.');
+    push_padded(out, ns % 1_000_000, 6);
+}
+
+/// `n` (below 10^width) in `width` (at most 21) digits, zeros in front.
+fn push_padded(out: &mut Vec<u8>, n: u64, width: usize) {
+    let mut buf = itoa::Buffer::new();
+    let digits = buf.format(n).as_bytes();
+    out.extend_from_slice(&b"000000000000000000000"[..width.saturating_sub(digits.len())]);
+    out.extend_from_slice(digits);
+}
+
+/// `s` as a JSON string, escaped as [`json_string`] escapes it.
+fn push_json_string(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut plain = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escaped: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            b if b < b' ' => b"\\u00",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[plain..i]);
+        out.extend_from_slice(escaped);
+        if escaped == b"\\u00" {
+            out.push(b"0123456789abcdef"[usize::from(b >> 4)]);
+            out.push(b"0123456789abcdef"[usize::from(b & 0xf)]);
+        }
+        plain = i + 1;
+    }
+    out.extend_from_slice(&bytes[plain..]);
+    out.push(b'"');
 }
 
 /// The (year, month, day) of a count of days since 1970-01-01 (Howard
@@ -435,10 +590,97 @@ mod tests {
         assert_eq!(ms, "12.3456000.5");
     }
 
+    /// What the formatter makes of `log`'s events, in `format`.
+    fn formatted(format: LogFormat, log: impl FnOnce()) -> String {
+        #[derive(Clone, Default)]
+        struct Out(Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Out {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let out = Out::default();
+        let make = {
+            let out = out.clone();
+            move || out.clone()
+        };
+        match format {
+            LogFormat::Text => {
+                let subscriber = tracing_subscriber::fmt()
+                    .event_format(TextLine)
+                    .with_writer(make)
+                    .finish();
+                tracing::subscriber::with_default(subscriber, log);
+            }
+            LogFormat::Json => {
+                let subscriber = tracing_subscriber::fmt()
+                    .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+                    .event_format(JsonLine)
+                    .with_writer(make)
+                    .finish();
+                tracing::subscriber::with_default(subscriber, log);
+            }
+        }
+        let bytes = out.0.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    /// The line with its timestamp's 27 characters taken out.
+    fn timeless(line: &str) -> String {
+        let at = usize::from(line.starts_with('{')) * "{\"timestamp\":\"".len();
+        assert_eq!(line.as_bytes()[at + 26], b'Z', "{line}");
+        format!("{}{}", &line[..at], &line[at + 27..])
+    }
+
+    #[test]
+    fn a_request_line_made_from_bytes_is_the_line_the_formatter_makes() {
+        let context = Arc::new(RequestContext {
+            id: RequestId::Given(axum::http::HeaderValue::from_static("id-\"quoted\\")),
+            method: Method::POST,
+            route: None,
+            status: AtomicU16::new(0),
+        });
+        let start = RequestLine::Start { path: "/find" };
+        let end = RequestLine::End {
+            path: "/a\"b",
+            elapsed: Duration::from_micros(12_345),
+        };
+        for format in [LogFormat::Text, LogFormat::Json] {
+            for (status, line) in [(0, start), (503, end), (200, start)] {
+                context.status.store(status, Ordering::Relaxed);
+                let mut ours = Vec::new();
+                request_line(&mut ours, format, &context, line);
+                let ours = String::from_utf8(ours).unwrap();
+                let theirs = formatted(format, || {
+                    with_request(Some(&context), || match line {
+                        RequestLine::Start { path } => {
+                            tracing::info!(target: REQUEST_TARGET, path = %path, "request start")
+                        }
+                        RequestLine::End { path, elapsed } => tracing::info!(
+                            target: REQUEST_TARGET,
+                            path = %path,
+                            duration_ms = elapsed.as_secs_f64() * 1000.0,
+                            "request end"
+                        ),
+                    })
+                });
+                assert_eq!(timeless(&ours), timeless(&theirs), "{format:?} {line:?}");
+                if format == LogFormat::Json {
+                    let v: serde_json::Value = serde_json::from_str(&ours).unwrap();
+                    assert_eq!(v["request_id"], "id-\"quoted\\");
+                }
+            }
+        }
+    }
+
     #[test]
     fn the_current_request_is_restored_after_a_panic() {
         let context = Arc::new(RequestContext {
-            id: HeaderValue::from_static("abc"),
+            id: RequestId::Made(*b"0123456789abcdef"),
             method: Method::GET,
             route: None,
             status: AtomicU16::new(0),
@@ -446,7 +688,7 @@ mod tests {
         let id = || current_request(|r| r.map(|r| r.id().to_string()));
         let caught = std::panic::catch_unwind(|| {
             with_request(Some(&context), || {
-                assert_eq!(id().as_deref(), Some("abc"));
+                assert_eq!(id().as_deref(), Some("0123456789abcdef"));
                 panic!("inside");
             })
         });

@@ -10,6 +10,7 @@
 //! request's fields (`request_id`, `method`, `route`, `status`) beside the
 //! event's own, as log shippers read them ([`crate::lines`]).
 
+use std::cell::RefCell;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::OnceLock;
@@ -18,7 +19,7 @@ use std::time::Duration;
 use tracing_subscriber::fmt::format::JsonFields;
 
 use crate::batch::{Batcher, Writer as BatchWriter};
-use crate::lines::{JsonLine, TextLine};
+use crate::lines::{request_line, JsonLine, RequestContext, RequestLine, TextLine, REQUEST_TARGET};
 
 /// How each line is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -151,6 +152,9 @@ pub struct LogGuard {
 /// Which request lines are written; set once by [`init_logging_with`].
 static REQUEST_LOGS: AtomicU8 = AtomicU8::new(RequestLogs::End as u8);
 
+/// The lines' format; set once by [`init_logging_with`].
+static FORMAT: AtomicU8 = AtomicU8::new(LogFormat::Text as u8);
+
 /// The log's writer, once logging is set up (for its count of dropped lines).
 static WRITER: OnceLock<Batcher> = OnceLock::new();
 
@@ -162,6 +166,55 @@ static LOGS_INFO: AtomicBool = AtomicBool::new(false);
 /// logging at `info`) rather than by a `tracing` span.
 pub(crate) fn logs_requests() -> bool {
     LOGS_INFO.load(Ordering::Relaxed)
+}
+
+/// Whether `RUST_LOG` lets a request's own lines through: asked once of
+/// the filter, which does not change (asking the dispatcher instead costs
+/// a dispatch per line, and its answer is wrong here: the [`crate::trace::gate`]
+/// says yes to every `info` event before the fmt layer's own filter is asked).
+static REQUEST_LINES: AtomicU8 = AtomicU8::new(LINES_OFF);
+/// The filter drops them.
+const LINES_OFF: u8 = 0;
+/// The filter keeps them: write them directly.
+const LINES_DIRECT: u8 = 1;
+/// The filter decides per line (a directive on span fields): log events.
+const LINES_EVENTS: u8 = 2;
+
+/// What `filter` says to an `info` event of the request lines' target.
+fn request_lines_verdict(filter: &tracing_subscriber::EnvFilter) -> u8 {
+    use tracing::callsite::{Callsite, Identifier};
+    use tracing::subscriber::Interest;
+    use tracing_subscriber::layer::Filter;
+
+    struct Probe;
+    static PROBE: Probe = Probe;
+    static META: tracing::Metadata<'static> = tracing::Metadata::new(
+        "request end",
+        REQUEST_TARGET,
+        tracing::Level::INFO,
+        None,
+        None,
+        None,
+        tracing::field::FieldSet::new(&["message", "path", "duration_ms"], Identifier(&PROBE)),
+        tracing::metadata::Kind::EVENT,
+    );
+    impl Callsite for Probe {
+        fn set_interest(&self, _: Interest) {}
+        fn metadata(&self) -> &tracing::Metadata<'_> {
+            &META
+        }
+    }
+    let interest =
+        <tracing_subscriber::EnvFilter as Filter<tracing_subscriber::Registry>>::callsite_enabled(
+            filter, &META,
+        );
+    if interest.is_always() {
+        LINES_DIRECT
+    } else if interest.is_never() {
+        LINES_OFF
+    } else {
+        LINES_EVENTS
+    }
 }
 
 /// hammer-diag's logging is the process's subscriber.
@@ -178,6 +231,36 @@ pub(crate) fn request_logs() -> RequestLogs {
         x if x == RequestLogs::None as u8 => RequestLogs::None,
         _ => RequestLogs::End,
     }
+}
+
+/// Writes a request's start or end line straight into the log's buffer
+/// when hammer-diag's logging is the process's and `RUST_LOG` lets the
+/// line through (the same line the formatter would make of a `tracing`
+/// event, at a third of the cost: [`crate::lines::request_line`]). False
+/// when hammer-diag's logging is not installed: the caller logs an event.
+pub(crate) fn write_request_line(request: &RequestContext, line: RequestLine<'_>) -> bool {
+    thread_local! {
+        static LINE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    }
+    let Some(writer) = WRITER.get().filter(|_| installed()) else {
+        return false;
+    };
+    match REQUEST_LINES.load(Ordering::Relaxed) {
+        LINES_OFF => return true,
+        LINES_DIRECT => {}
+        _ => return false,
+    }
+    let format = match FORMAT.load(Ordering::Relaxed) {
+        x if x == LogFormat::Json as u8 => LogFormat::Json,
+        _ => LogFormat::Text,
+    };
+    LINE.try_with(|buf| {
+        let mut buf = buf.borrow_mut();
+        buf.clear();
+        request_line(&mut buf, format, request, line);
+        writer.push(&buf);
+    })
+    .is_ok()
 }
 
 /// Lines dropped because the writer fell behind, since start.
@@ -220,8 +303,10 @@ pub fn init_logging_with(options: LogOptions) -> LogGuard {
         return LogGuard { _writer: None };
     }
     REQUEST_LOGS.store(options.requests as u8, Ordering::Relaxed);
+    FORMAT.store(options.format as u8, Ordering::Relaxed);
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let lines_verdict = request_lines_verdict(&filter);
     let logs = filter
         .max_level_hint()
         .unwrap_or(tracing_subscriber::filter::LevelFilter::TRACE);
@@ -247,6 +332,9 @@ pub fn init_logging_with(options: LogOptions) -> LogGuard {
         .try_init()
         .is_ok();
     INSTALLED.store(installed, Ordering::Relaxed);
+    if installed {
+        REQUEST_LINES.store(lines_verdict, Ordering::Relaxed);
+    }
     LOGS_INFO.store(
         installed && logs >= tracing_subscriber::filter::LevelFilter::INFO,
         Ordering::Relaxed,

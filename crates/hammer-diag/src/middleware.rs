@@ -30,8 +30,8 @@ use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 use tracing::Span;
 
-use crate::lines::{with_request, RequestContext};
-use crate::logging::RequestLogs;
+use crate::lines::{with_request, RequestContext, RequestLine};
+use crate::logging::{write_request_line, RequestLogs};
 use crate::metrics::{FirstSeries, RequestLabels};
 use crate::Shared;
 
@@ -82,8 +82,35 @@ fn given_request_id(req: &Request) -> Option<HeaderValue> {
         .then(|| given.clone())
 }
 
-fn generated_request_id() -> HeaderValue {
-    HeaderValue::from_bytes(&new_request_id_bytes()).expect("hex digits are a valid header value")
+/// A request's ID: the client's, or one made up here (kept as its bytes
+/// until the response needs a header: a `HeaderValue` made from bytes and
+/// then shared costs two allocations).
+#[derive(Clone)]
+pub(crate) enum RequestId {
+    Given(HeaderValue),
+    Made([u8; 16]),
+}
+
+impl RequestId {
+    fn made() -> Self {
+        RequestId::Made(new_request_id_bytes())
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            RequestId::Given(value) => value.to_str().unwrap_or("?"),
+            RequestId::Made(bytes) => std::str::from_utf8(bytes).unwrap_or("?"),
+        }
+    }
+
+    fn into_header_value(self) -> HeaderValue {
+        match self {
+            RequestId::Given(value) => value,
+            RequestId::Made(bytes) => {
+                HeaderValue::from_bytes(&bytes).expect("hex digits are a valid header value")
+            }
+        }
+    }
 }
 
 /// The layer that logs, measures, times out and catches panics of every
@@ -174,13 +201,10 @@ where
         // A client's ID is always echoed. Otherwise one is made up when the
         // request is logged or traced: it names the request's lines, and
         // with no lines written it would name nothing.
-        let mut id = given_request_id(&req);
+        let mut id = given_request_id(&req).map(RequestId::Given);
         if logged || !span.is_disabled() {
-            let id = id.get_or_insert_with(generated_request_id);
-            span.record(
-                "request_id",
-                tracing::field::display(id.to_str().unwrap_or("?")),
-            );
+            let id = id.get_or_insert_with(RequestId::made);
+            span.record("request_id", tracing::field::display(id.as_str()));
         }
         let context = logged.then(|| {
             Arc::new(RequestContext {
@@ -199,7 +223,13 @@ where
         let handler = span.in_scope(|| {
             with_request(context.as_ref(), || {
                 if request_logs == RequestLogs::Both {
-                    tracing::info!(path = %req.uri().path(), "request start");
+                    let path = req.uri().path();
+                    let written = context.as_ref().is_some_and(|context| {
+                        write_request_line(context, RequestLine::Start { path })
+                    });
+                    if !written {
+                        tracing::info!(path = %path, "request start");
+                    }
                 }
                 match catch_unwind(AssertUnwindSafe(|| self.inner.call(req))) {
                     Ok(future) => Handler::Running { future },
@@ -244,7 +274,7 @@ pin_project! {
         context: Option<Arc<RequestContext>>,
         // The request's URI when its end line is written.
         path: Option<Uri>,
-        id: Option<HeaderValue>,
+        id: Option<RequestId>,
         route: Option<MatchedPath>,
         method: Method,
         start: Instant,
@@ -296,16 +326,24 @@ where
         if let Some(uri) = this.path.take() {
             // Method, route, request ID and status are the context's (or
             // the span's) fields.
-            with_request(this.context.as_ref(), || {
-                tracing::info!(
-                    path = %uri.path(),
-                    duration_ms = elapsed.as_secs_f64() * 1000.0,
-                    "request end"
-                )
+            let path = uri.path();
+            let written = this.context.as_ref().is_some_and(|context| {
+                write_request_line(context, RequestLine::End { path, elapsed })
             });
+            if !written {
+                with_request(this.context.as_ref(), || {
+                    tracing::info!(
+                        path = %path,
+                        duration_ms = elapsed.as_secs_f64() * 1000.0,
+                        "request end"
+                    )
+                });
+            }
         }
         if let Some(id) = this.id.take() {
-            response.headers_mut().insert(REQUEST_ID_HEADER.clone(), id);
+            response
+                .headers_mut()
+                .insert(REQUEST_ID_HEADER.clone(), id.into_header_value());
         }
         let route = this.route.as_ref().map_or("unmatched", MatchedPath::as_str);
         let route_state = &this.in_flight.0;

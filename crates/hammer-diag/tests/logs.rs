@@ -306,3 +306,27 @@ fn a_writer_that_falls_behind_drops_and_counts_lines_without_stalling_requests()
     drop(reader);
     child.terminate();
 }
+
+/// The request lines are written without a `tracing` event, so `RUST_LOG`
+/// is asked once at start: a directive for their target still turns them
+/// off, and one the filter decides per line still decides them.
+#[test]
+fn rust_log_still_decides_the_request_lines() {
+    let run = |rust_log: &str| {
+        let (file, stderr) = log_file();
+        let mut child = start("serve", &[("RUST_LOG", rust_log)], stderr);
+        let mut client = Client::connect(child.public);
+        for _ in 0..3 {
+            assert_eq!(client.get("/hello", &[]).unwrap().status, 200);
+        }
+        assert!(child.terminate().success());
+        let logs = std::fs::read_to_string(file.path()).unwrap();
+        let ends = logs.lines().filter(|l| l.contains("request end")).count();
+        assert!(logs.contains("drained"), "other lines stay: {logs}");
+        ends
+    };
+    assert_eq!(run("info"), 3);
+    assert_eq!(run("info,hammer_diag::middleware=warn"), 0);
+    // A span-field directive: the filter decides per event.
+    assert_eq!(run("info,[request]=info"), 3);
+}
