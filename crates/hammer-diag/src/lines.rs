@@ -16,8 +16,6 @@
 
 use std::cell::RefCell;
 use std::fmt::{self, Write as _};
-use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::MatchedPath;
@@ -37,7 +35,7 @@ pub(crate) struct RequestContext {
     pub(crate) method: Method,
     pub(crate) route: Option<MatchedPath>,
     /// 0 until the response is ready.
-    pub(crate) status: AtomicU16,
+    pub(crate) status: u16,
 }
 
 impl RequestContext {
@@ -51,24 +49,31 @@ impl RequestContext {
 }
 
 thread_local! {
-    static CURRENT: RefCell<Option<Arc<RequestContext>>> = const { RefCell::new(None) };
+    static CURRENT: RefCell<Option<RequestContext>> = const { RefCell::new(None) };
 }
 
-/// Runs `f` with `context` as this thread's current request (none: leaves
-/// the thread's as it is), then restores the one before, even on a panic.
-pub(crate) fn with_request<R>(context: Option<&Arc<RequestContext>>, f: impl FnOnce() -> R) -> R {
-    let Some(context) = context else {
+/// Runs `f` with the context in `slot` as this thread's current request
+/// (an empty slot leaves the thread's as it is), then puts the context back
+/// in the slot and restores the one before, even on a panic. The context
+/// moves rather than being shared: no allocation, no reference count.
+pub(crate) fn with_request<R>(slot: &mut Option<RequestContext>, f: impl FnOnce() -> R) -> R {
+    if slot.is_none() {
+        return f();
+    }
+    let Ok(before) = CURRENT.try_with(|c| c.replace(slot.take())) else {
         return f();
     };
-    struct Restore(Option<Arc<RequestContext>>);
-    impl Drop for Restore {
+    struct Restore<'a> {
+        slot: &'a mut Option<RequestContext>,
+        before: Option<RequestContext>,
+    }
+    impl Drop for Restore<'_> {
         fn drop(&mut self) {
-            let before = self.0.take();
-            let _ = CURRENT.try_with(|c| *c.borrow_mut() = before);
+            let before = self.before.take();
+            let _ = CURRENT.try_with(|c| *self.slot = c.replace(before));
         }
     }
-    let before = CURRENT.with(|c| c.borrow_mut().replace(context.clone()));
-    let _restore = Restore(before);
+    let _restore = Restore { slot, before };
     f()
 }
 
@@ -76,7 +81,7 @@ fn current_request<R>(f: impl FnOnce(Option<&RequestContext>) -> R) -> R {
     let mut f = Some(f);
     let mut call = |request: Option<&RequestContext>| (f.take().expect("called once"))(request);
     // During thread teardown the context is gone: no request.
-    match CURRENT.try_with(|c| c.try_borrow().ok().map(|c| call(c.as_deref()))) {
+    match CURRENT.try_with(|c| c.try_borrow().ok().map(|c| call(c.as_ref()))) {
         Ok(Some(r)) => r,
         _ => call(None),
     }
@@ -115,7 +120,7 @@ where
                 r.route(),
                 r.id()
             )?;
-            match r.status.load(Ordering::Relaxed) {
+            match r.status {
                 0 => w.write_str("}: ")?,
                 status => write!(w, " status={status}}}: ")?,
             }
@@ -225,7 +230,7 @@ pub(crate) fn request_line(
         RequestLine::Start { path } => ("request start", path, None),
         RequestLine::End { path, elapsed } => ("request end", path, Some(elapsed)),
     };
-    let status = r.status.load(Ordering::Relaxed);
+    let status = r.status;
     match format {
         LogFormat::Text => {
             push_timestamp(out);
@@ -449,7 +454,7 @@ where
             json_string(&mut w, r.id())?;
             write!(w, ",\"method\":\"{}\",\"route\":", r.method)?;
             json_string(&mut w, r.route())?;
-            match r.status.load(Ordering::Relaxed) {
+            match r.status {
                 0 => {}
                 status => write!(w, ",\"status\":{status}")?,
             }
@@ -565,6 +570,7 @@ impl fmt::Write for Escaped<'_, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     #[test]
     fn escaped_strings_are_json() {
@@ -638,11 +644,11 @@ mod tests {
 
     #[test]
     fn a_request_line_made_from_bytes_is_the_line_the_formatter_makes() {
-        let context = Arc::new(RequestContext {
+        let mut context = Some(RequestContext {
             id: RequestId::Given(axum::http::HeaderValue::from_static("id-\"quoted\\")),
             method: Method::POST,
             route: None,
-            status: AtomicU16::new(0),
+            status: 0,
         });
         let start = RequestLine::Start { path: "/find" };
         let end = RequestLine::End {
@@ -651,12 +657,12 @@ mod tests {
         };
         for format in [LogFormat::Text, LogFormat::Json] {
             for (status, line) in [(0, start), (503, end), (200, start)] {
-                context.status.store(status, Ordering::Relaxed);
+                context.as_mut().unwrap().status = status;
                 let mut ours = Vec::new();
-                request_line(&mut ours, format, &context, line);
+                request_line(&mut ours, format, context.as_ref().unwrap(), line);
                 let ours = String::from_utf8(ours).unwrap();
                 let theirs = formatted(format, || {
-                    with_request(Some(&context), || match line {
+                    with_request(&mut context, || match line {
                         RequestLine::Start { path } => {
                             tracing::info!(target: REQUEST_TARGET, path = %path, "request start")
                         }
@@ -679,20 +685,21 @@ mod tests {
 
     #[test]
     fn the_current_request_is_restored_after_a_panic() {
-        let context = Arc::new(RequestContext {
+        let mut context = Some(RequestContext {
             id: RequestId::Made(*b"0123456789abcdef"),
             method: Method::GET,
             route: None,
-            status: AtomicU16::new(0),
+            status: 0,
         });
         let id = || current_request(|r| r.map(|r| r.id().to_string()));
-        let caught = std::panic::catch_unwind(|| {
-            with_request(Some(&context), || {
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            with_request(&mut context, || {
                 assert_eq!(id().as_deref(), Some("0123456789abcdef"));
                 panic!("inside");
             })
-        });
+        }));
         assert!(caught.is_err());
         assert_eq!(id(), None);
+        assert!(context.is_some(), "the context is back in its slot");
     }
 }

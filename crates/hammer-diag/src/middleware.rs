@@ -16,7 +16,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Once, OnceLock};
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -206,13 +206,11 @@ where
             let id = id.get_or_insert_with(RequestId::made);
             span.record("request_id", tracing::field::display(id.as_str()));
         }
-        let context = logged.then(|| {
-            Arc::new(RequestContext {
-                id: id.clone().expect("made above"),
-                method: method.clone(),
-                route: route.clone(),
-                status: AtomicU16::new(0),
-            })
+        let mut context = logged.then(|| RequestContext {
+            id: id.clone().expect("made above"),
+            method: method.clone(),
+            route: route.clone(),
+            status: 0,
         });
         let start = Instant::now();
         let in_flight = InFlight::new(self.route.clone());
@@ -220,17 +218,21 @@ where
         // The path, for the request's end line, only when it is written.
         let path = (request_logs != RequestLogs::None && (logged || !span.is_disabled()))
             .then(|| req.uri().clone());
-        let handler = span.in_scope(|| {
-            with_request(context.as_ref(), || {
-                if request_logs == RequestLogs::Both {
-                    let path = req.uri().path();
-                    let written = context.as_ref().is_some_and(|context| {
-                        write_request_line(context, RequestLine::Start { path })
-                    });
-                    if !written {
+        if request_logs == RequestLogs::Both && path.is_some() {
+            let path = req.uri().path();
+            let written = context
+                .as_ref()
+                .is_some_and(|context| write_request_line(context, RequestLine::Start { path }));
+            if !written {
+                span.in_scope(|| {
+                    with_request(&mut context, || {
                         tracing::info!(path = %path, "request start");
-                    }
-                }
+                    })
+                });
+            }
+        }
+        let handler = span.in_scope(|| {
+            with_request(&mut context, || {
                 match catch_unwind(AssertUnwindSafe(|| self.inner.call(req))) {
                     Ok(future) => Handler::Running { future },
                     Err(panic) => Handler::Done {
@@ -271,7 +273,7 @@ pin_project! {
         timer: Option<Pin<Box<Sleep>>>,
         span: Span,
         // What names the request on its lines, with hammer-diag's logging.
-        context: Option<Arc<RequestContext>>,
+        context: Option<RequestContext>,
         // The request's URI when its end line is written.
         path: Option<Uri>,
         id: Option<RequestId>,
@@ -291,23 +293,21 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         let _entered = this.span.enter();
-        let polled = with_request(this.context.as_ref(), || {
-            match this.handler.as_mut().project() {
-                HandlerProj::Done { response } => Poll::Ready(response.take()),
-                HandlerProj::Running { future } => {
-                    match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
-                        Ok(Poll::Ready(Ok(response))) => Poll::Ready(Some(response)),
-                        Ok(Poll::Ready(Err(never))) => match never {},
-                        Err(panic) => Poll::Ready(Some(panic_response(panic))),
-                        Ok(Poll::Pending) => {
-                            let shared = &this.in_flight.0.shared;
-                            let deadline = *this.start + shared.options.request_timeout;
-                            let timer = this.timer.get_or_insert_with(|| {
-                                Box::pin(tokio::time::sleep_until(deadline.into()))
-                            });
-                            ready!(timer.as_mut().poll(cx));
-                            Poll::Ready(Some(timeout_response(shared.options.request_timeout)))
-                        }
+        let polled = with_request(this.context, || match this.handler.as_mut().project() {
+            HandlerProj::Done { response } => Poll::Ready(response.take()),
+            HandlerProj::Running { future } => {
+                match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
+                    Ok(Poll::Ready(Ok(response))) => Poll::Ready(Some(response)),
+                    Ok(Poll::Ready(Err(never))) => match never {},
+                    Err(panic) => Poll::Ready(Some(panic_response(panic))),
+                    Ok(Poll::Pending) => {
+                        let shared = &this.in_flight.0.shared;
+                        let deadline = *this.start + shared.options.request_timeout;
+                        let timer = this.timer.get_or_insert_with(|| {
+                            Box::pin(tokio::time::sleep_until(deadline.into()))
+                        });
+                        ready!(timer.as_mut().poll(cx));
+                        Poll::Ready(Some(timeout_response(shared.options.request_timeout)))
                     }
                 }
             }
@@ -320,8 +320,8 @@ where
         let elapsed = this.start.elapsed();
         let status = response.status();
         this.span.record("status", status.as_u16());
-        if let Some(context) = this.context.as_ref() {
-            context.status.store(status.as_u16(), Ordering::Relaxed);
+        if let Some(context) = this.context.as_mut() {
+            context.status = status.as_u16();
         }
         if let Some(uri) = this.path.take() {
             // Method, route, request ID and status are the context's (or
@@ -331,7 +331,7 @@ where
                 write_request_line(context, RequestLine::End { path, elapsed })
             });
             if !written {
-                with_request(this.context.as_ref(), || {
+                with_request(this.context, || {
                     tracing::info!(
                         path = %path,
                         duration_ms = elapsed.as_secs_f64() * 1000.0,

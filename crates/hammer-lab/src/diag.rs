@@ -86,6 +86,11 @@ impl Diagnostics for HttpDiagnostics {
         let text = self.get("/metrics", Duration::from_secs(5)).ok()?;
         metric_value(&String::from_utf8_lossy(&text), "process_cpu_seconds_total")
     }
+
+    fn metrics(&self) -> Result<String, LabError> {
+        let text = self.get("/metrics", Duration::from_secs(2))?;
+        Ok(String::from_utf8_lossy(&text).into_owned())
+    }
 }
 
 /// A GET with a bound on the whole exchange; non-2xx is an error with the body's text.

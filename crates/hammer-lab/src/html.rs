@@ -116,7 +116,16 @@ fn target(h: &mut String, t: &TargetReport, dir: &Path) -> Result<()> {
         errors_vs_rate(b, &steps)
     })?;
     h.push_str("</div>");
-    h.push_str("<table><tr><th>#</th><th>offered req/s</th><th>achieved</th><th>p50 ms</th><th>p90 ms</th><th>p99 ms</th><th>max ms</th><th>failed</th><th>hammer lag p99 ms</th><th>verdict</th></tr>");
+    let served = t.steps.iter().any(|s| s.server.is_some());
+    let _ = write!(
+        h,
+        "<table><tr><th>#</th><th>offered req/s</th><th>achieved</th><th>p50 ms</th><th>p90 ms</th><th>p99 ms</th><th>max ms</th><th>failed</th><th>hammer lag p99 ms</th>{}<th>verdict</th></tr>",
+        if served {
+            "<th title='from its /metrics histogram'>service req/s</th><th title='from its /metrics histogram'>service p99 ms</th><th>service cores</th>"
+        } else {
+            ""
+        }
+    );
     for (i, s) in t.steps.iter().enumerate() {
         let r = &s.result;
         let (class, reason) = match s.judgement.verdict {
@@ -128,9 +137,34 @@ fn target(h: &mut String, t: &TargetReport, dir: &Path) -> Result<()> {
             "<span class={class}>{}</span> {reason}",
             s.judgement.verdict.word()
         );
+        let service = if served {
+            let w = s.server.as_ref().map(|v| v.whole);
+            let cell = |v: Option<f64>, digits: usize| {
+                v.map_or("<td>–</td>".to_string(), |v| {
+                    format!("<td>{v:.digits$}</td>")
+                })
+            };
+            let own = w.and_then(|w| w.p99_ms);
+            // Hammer's p99 far above the service's: time outside the handler.
+            let gap = w.and_then(|w| crate::server::gap_ms(r.latency_ms.p99, &w));
+            format!(
+                "{}{}{}",
+                cell(w.and_then(|w| w.rate), 1),
+                match gap {
+                    Some(gap) => format!(
+                        "<td class=warn title='{gap:.1} ms outside the handler'>{:.2}</td>",
+                        own.unwrap_or_default()
+                    ),
+                    None => cell(own, 2),
+                },
+                cell(w.and_then(|w| w.cores), 2),
+            )
+        } else {
+            String::new()
+        };
         let _ = write!(
             h,
-            "<tr><td>{}</td><td>{}</td><td>{:.1}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{}</td><td>{:.3}</td><td>{verdict}{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{:.1}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{}</td><td>{:.3}</td>{service}<td>{verdict}{}</td></tr>",
             i + 1,
             s.rate,
             r.achieved_rate,
@@ -335,6 +369,25 @@ fn latency_vs_rate(
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], color));
         c.draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))
             .map_err(plot_err)?;
+    }
+    let own: Vec<(f64, f64)> = steps
+        .iter()
+        .filter_map(|s| Some((s.rate, s.server.as_ref()?.whole.p99_ms?.max(lo))))
+        .collect();
+    if !own.is_empty() {
+        let color = PALETTE[4];
+        c.draw_series(LineSeries::new(
+            own.clone(),
+            ShapeStyle::from(color).stroke_width(2),
+        ))
+        .map_err(plot_err)?
+        .label("p99, the service's own")
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], color));
+        c.draw_series(
+            own.iter()
+                .map(|&p| TriangleMarker::new(p, 4, color.filled())),
+        )
+        .map_err(plot_err)?;
     }
     if let Some((q, limit)) = slo {
         let r = rate_range(steps);

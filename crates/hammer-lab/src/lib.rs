@@ -16,6 +16,7 @@ pub mod format;
 pub mod html;
 mod method;
 pub mod profile;
+pub mod server;
 pub mod step;
 pub mod summary;
 pub mod text;
@@ -63,6 +64,14 @@ pub trait Diagnostics: Sync {
     fn wall_profile(&self, seconds: u64) -> Result<Vec<u8>, LabError>;
     /// CPU seconds the service has used so far (None when it does not say).
     fn cpu_seconds(&self) -> Option<f64>;
+    /// The service's metrics now, as Prometheus text (its `/metrics`),
+    /// scraped once a second during each step for its own view of it.
+    fn metrics(&self) -> Result<String, LabError> {
+        Err(LabError::Fetch {
+            url: "/metrics".into(),
+            reason: "this diagnostics listener has no metrics".into(),
+        })
+    }
 }
 
 /// What the report calls a target.
@@ -107,6 +116,9 @@ pub struct Settings {
     pub profile_seconds: u64,
     /// Load the capacity plan is for, req/s.
     pub expected_load: Option<f64>,
+    /// The latency histogram in the service's `/metrics` that gives its own
+    /// view of each step ([`server::DEFAULT_HISTOGRAM`]: hammer-diag's).
+    pub server_histogram: String,
 }
 
 /// One measured step.
@@ -122,6 +134,10 @@ pub struct StepRecord {
     pub result: RunResult,
     /// Per-second rate and latency.
     pub timeline: Vec<Tick>,
+    /// The same step as the service saw it, from its `/metrics` (with
+    /// `--diag`, when it exports the latency histogram).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<server::ServerView>,
 }
 
 /// What was found at the knee.

@@ -14,6 +14,7 @@ use hammer_core::diagnostics::top_functions;
 use hammer_core::result::GENERATOR_LIMIT_MS;
 use hammer_core::steps::{round_rate, step_length, usl_point};
 
+use crate::server::{self, ServerView};
 use crate::{
     profile, About, Diagnostics, Knee, LabError, Observer, Plan, Settings, StepRecord, Target,
     TargetReport,
@@ -60,6 +61,9 @@ impl Lab {
             lab: self,
             about,
             target,
+            diagnostics,
+            scrape: Scrape::Each,
+            scrape_failures: None,
             observer,
             report: TargetReport {
                 name: about.name.clone(),
@@ -103,8 +107,22 @@ struct Method<'a> {
     lab: &'a Lab,
     about: &'a About,
     target: &'a dyn Target,
+    diagnostics: Option<&'a dyn Diagnostics>,
+    /// Whether steps scrape the service's `/metrics`.
+    scrape: Scrape,
+    /// Steps whose first scrape failed: how many, the first one's rate and why.
+    scrape_failures: Option<(usize, f64, String)>,
     observer: &'a mut dyn Observer,
     report: TargetReport,
+}
+
+/// Whether the service's own view is scraped, and why not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scrape {
+    /// Each step.
+    Each,
+    /// No longer: its `/metrics` has no such histogram (said in a note).
+    Never,
 }
 
 impl Method<'_> {
@@ -149,6 +167,12 @@ impl Method<'_> {
 
     /// Notes on the search, the USL fit and the N+1 plan.
     fn conclude(&mut self) {
+        if let Some((n, rate, why)) = &self.scrape_failures {
+            self.report.notes.push(format!(
+                "no server-side view of {n} step(s), the first at {rate} req/s: its /metrics could not be read ({why})"
+            ));
+        }
+        server_notes(&mut self.report);
         let report = &mut self.report;
         if report.stopped == Some(Stop::GeneratorLimited) {
             report.notes.push(format!(
@@ -418,25 +442,60 @@ impl Method<'_> {
         Ok((knee, folded))
     }
 
-    /// Runs and judges one step at `rate`, measured for `measure`.
+    /// Runs and judges one step at `rate`, measured for `measure`, while
+    /// a second thread scrapes the service's `/metrics` once a second (from
+    /// the end of the warm-up to a last scrape after the step) for its own
+    /// view of the step.
     fn measure(&mut self, rate: f64, measure: Duration) -> Result<StepRecord, LabError> {
         let s = &self.lab.settings;
         self.observer.step_started(&self.about.name, rate, measure);
         let mut timeline = Vec::new();
         let observer = &mut *self.observer;
-        let result = self
-            .target
-            .step(rate, s.warmup, measure, &self.lab.stop, &mut |tick| {
+        let target = self.target;
+        let stop = &self.lab.stop;
+        let diagnostics = self.diagnostics.filter(|_| self.scrape == Scrape::Each);
+        let (result, scraped) = std::thread::scope(|scope| {
+            let (done, finished) = std::sync::mpsc::channel::<()>();
+            let scraper = diagnostics.map(|d| {
+                scope.spawn(move || scrape_step(d, &s.server_histogram, s.warmup, &finished))
+            });
+            let result = target.step(rate, s.warmup, measure, stop, &mut |tick| {
                 observer.tick(&tick);
                 timeline.push(tick);
-            })
-            .map_err(|source| LabError::Step { rate, source })?;
+            });
+            drop(done);
+            let scraped = scraper.map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Scraped::Failed("the scraping thread panicked".into())))
+            });
+            (result, scraped)
+        });
+        let result = result.map_err(|source| LabError::Step { rate, source })?;
+        let server = match scraped {
+            Some(Ok(samples)) => ServerView::from_samples(&samples),
+            Some(Err(Scraped::NoHistogram)) => {
+                self.scrape = Scrape::Never;
+                self.report.notes.push(format!(
+                    "no server-side view: the service's /metrics has no {} histogram \
+                     (name the one it has with --server-histogram)",
+                    s.server_histogram
+                ));
+                None
+            }
+            Some(Err(Scraped::Failed(why))) => {
+                let failed = self.scrape_failures.get_or_insert((0, rate, why));
+                failed.0 += 1;
+                None
+            }
+            None => None,
+        };
         let step = StepRecord {
             rate,
             judgement: judge(&result, &s.slo, s.max_error_rate),
             low_confidence: result.requests < s.min_requests,
             result,
             timeline,
+            server,
         };
         if !self.lab.stopped() {
             self.observer.step_done(&step);
@@ -514,5 +573,94 @@ fn panicked(what: &str) -> LabError {
     LabError::Fetch {
         url: what.into(),
         reason: "the fetching thread panicked".into(),
+    }
+}
+
+/// What the service's own view says that hammer's does not: the lowest rate
+/// where hammer's p99 sat far above the service's (time outside the
+/// handler), and the first passing step where the service counted far
+/// more or fewer requests than hammer sent.
+fn server_notes(report: &mut TargetReport) {
+    let gap = report
+        .steps
+        .iter()
+        .filter_map(|s| {
+            let view = &s.server.as_ref()?.whole;
+            let hammer = s.result.latency_ms.p99;
+            let gap = server::gap_ms(hammer, view)?;
+            Some((s.rate, hammer, view.p99_ms?, view.p99_at_most_ms?, gap))
+        })
+        .min_by(|a, b| a.0.total_cmp(&b.0));
+    if let Some((rate, hammer, own, at_most, gap)) = gap {
+        report.notes.push(format!(
+            "from {rate} req/s hammer's p99 ({hammer:.1} ms) is far above the service's own ({own:.1} ms \
+             from its histogram, at most {at_most:.0} ms): at least {gap:.1} ms of the slowest requests \
+             went outside the handler, in the accept queue, the network or hammer itself"
+        ));
+    }
+    // Counts, not rates: the service's window runs from the end of the
+    // warm-up to a scrape after the step's last answer, hammer's over the
+    // requests it sent in the measured part; over a passing step the two
+    // hold the same requests.
+    let apart = report
+        .steps
+        .iter()
+        .filter(|s| s.judgement.verdict == Verdict::Pass)
+        .find_map(|s| {
+            let counted = s.server.as_ref()?.whole.requests;
+            let sent = s.result.requests as f64;
+            ((counted - sent).abs() > (0.1 * sent).max(20.0)).then_some((s.rate, counted, sent))
+        });
+    if let Some((rate, counted, sent)) = apart {
+        report.notes.push(format!(
+            "at {rate} req/s the service counted {counted:.0} requests while hammer sent {sent:.0}: \
+             something between them (another client, a proxy, requests its histogram does not see) \
+             makes the two views differ"
+        ));
+    }
+}
+
+/// Why a step has no server-side view.
+enum Scraped {
+    /// The service exports no such histogram.
+    NoHistogram,
+    /// Its `/metrics` could not be read at the start of the step.
+    Failed(String),
+}
+
+/// Scrapes `/metrics` at the end of the warm-up, then once a second, then
+/// once more when `finished` says the step is over (or hangs up). A scrape
+/// that fails after the first is skipped: an overloaded service may answer
+/// its diagnostics late, and the view then rests on the scrapes it answered.
+fn scrape_step(
+    diagnostics: &dyn Diagnostics,
+    histogram: &str,
+    warmup: Duration,
+    finished: &std::sync::mpsc::Receiver<()>,
+) -> Result<Vec<server::Sample>, Scraped> {
+    use std::sync::mpsc::RecvTimeoutError;
+    let over =
+        |wait: Duration| !matches!(finished.recv_timeout(wait), Err(RecvTimeoutError::Timeout));
+    let scrape = || {
+        let text = diagnostics
+            .metrics()
+            .map_err(|e| Scraped::Failed(e.to_string()))?;
+        server::Sample::parse(&text, histogram, Instant::now()).ok_or(Scraped::NoHistogram)
+    };
+    let mut done = over(warmup);
+    let mut samples = vec![scrape()?];
+    let mut next = Instant::now();
+    loop {
+        // The last scrape is the one after the step ended.
+        if !done {
+            next += Duration::from_secs(1);
+            done = over(next.saturating_duration_since(Instant::now()));
+        }
+        if let Ok(sample) = scrape() {
+            samples.push(sample);
+        }
+        if done {
+            return Ok(samples);
+        }
     }
 }

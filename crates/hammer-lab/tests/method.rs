@@ -81,6 +81,10 @@ struct ModelDiagnostics {
     fail_profile: bool,
     /// Profiles as of a binary without its symbol table.
     stripped: bool,
+    /// Serves a latency histogram: every request handled in 1-10 ms, 1,000
+    /// more requests at each scrape.
+    metrics: bool,
+    scrapes: AtomicU64,
 }
 
 impl ModelDiagnostics {
@@ -90,6 +94,8 @@ impl ModelDiagnostics {
             profiles: AtomicU64::new(0),
             fail_profile: false,
             stripped: false,
+            metrics: false,
+            scrapes: AtomicU64::new(0),
         }
     }
 }
@@ -122,6 +128,20 @@ impl Diagnostics for ModelDiagnostics {
         assert!(seconds >= 1);
         // Requests wait for a connection four times as long as they render.
         Ok(b"request;db.connect 800000000\nrequest;render 200000000\n".to_vec())
+    }
+
+    fn metrics(&self) -> Result<String, LabError> {
+        if !self.metrics {
+            return Ok("# no histogram here\nprocess_cpu_seconds_total 1\n".into());
+        }
+        let n = 1000 * (self.scrapes.fetch_add(1, Ordering::SeqCst) + 1);
+        Ok(format!(
+            "# TYPE http_request_duration_seconds histogram\n\
+             http_request_duration_seconds_bucket{{le=\"0.001\"}} 0\n\
+             http_request_duration_seconds_bucket{{le=\"0.01\"}} {n}\n\
+             http_request_duration_seconds_bucket{{le=\"+Inf\"}} {n}\n\
+             http_request_duration_seconds_count {n}\n"
+        ))
     }
 
     fn cpu_seconds(&self) -> Option<f64> {
@@ -179,6 +199,7 @@ fn settings() -> Settings {
         max_step: Duration::from_secs(15),
         profile_seconds: 3,
         expected_load: Some(1000.0),
+        server_histogram: hammer_lab::server::DEFAULT_HISTOGRAM.into(),
     }
 }
 
@@ -478,4 +499,56 @@ fn ctrl_c_keeps_the_step_it_stopped_unjudged_and_profiles_nothing() {
     assert!(report.knee.is_none());
     assert_eq!(diagnostics.profiles.load(Ordering::SeqCst), 0);
     assert_eq!(report.capacity.map(|c| c.rate), Some(100.0));
+}
+
+/// Above capacity the model answers in 400 ms while its own histogram says
+/// its handler took at most 10 ms: the lab says the difference went outside
+/// the handler, from the lowest rate where it did; each step carries the
+/// service's view. A service without the histogram is said once.
+#[test]
+fn the_service_own_view_flags_time_outside_the_handler() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = Model::new(230.0);
+    let mut diagnostics = ModelDiagnostics::new();
+    diagnostics.metrics = true;
+    let (report, _) = run(
+        settings(),
+        Duration::from_secs(3600),
+        &model,
+        Some(&diagnostics),
+        dir.path(),
+    );
+    for step in &report.steps {
+        let view = step.server.as_ref().expect("a server view of every step");
+        let own = view.whole.p99_ms.unwrap();
+        assert!((own - 9.91).abs() < 0.01, "interpolated p99 {own}");
+    }
+    let lowest_failing = report.capacity.unwrap().first_failing.unwrap();
+    let gap: Vec<&String> = report
+        .notes
+        .iter()
+        .filter(|n| n.contains("outside the handler"))
+        .collect();
+    assert_eq!(gap.len(), 1, "{:?}", report.notes);
+    assert!(
+        gap[0].starts_with(&format!("from {lowest_failing} req/s hammer's p99 (400.")),
+        "{gap:?}"
+    );
+    assert!(gap[0].contains("own (9.9 ms"), "{gap:?}");
+
+    let without = ModelDiagnostics::new();
+    let (report, _) = run(
+        settings(),
+        Duration::from_secs(3600),
+        &model,
+        Some(&without),
+        dir.path(),
+    );
+    assert!(report.steps.iter().all(|s| s.server.is_none()));
+    let said: Vec<&String> = report
+        .notes
+        .iter()
+        .filter(|n| n.contains("no http_request_duration_seconds histogram"))
+        .collect();
+    assert_eq!(said.len(), 1, "{:?}", report.notes);
 }

@@ -110,6 +110,11 @@ pub struct LabArgs {
     /// Seconds of CPU profile at the knee.
     #[arg(long, default_value_t = 5)]
     pub profile_seconds: u64,
+    /// The latency histogram in the target's /metrics (on --diag) that
+    /// gives the service's own view of each step: its request rate, its
+    /// p99 beside hammer's, and the time spent outside its handler.
+    #[arg(long, value_name = "NAME", default_value = hammer_lab::server::DEFAULT_HISTOGRAM)]
+    pub server_histogram: String,
     /// Load the capacity plan is for, req/s (default 1,000 for /mandelbrot,
     /// 10,000 for find-by-age as in the seed).
     #[arg(long, value_name = "R")]

@@ -138,6 +138,38 @@ fn builtin_lab_report_renders_charts_and_flame_graph_in_chromium() {
         let name = knee[f].as_str().unwrap_or_else(|| panic!("{f}: {knee}"));
         assert!(dir.path().join(name).exists(), "{name}");
     }
+    // The service's own view of each step, from its /metrics: over the
+    // passing steps it counted the requests hammer sent, and its p99 is no
+    // higher than hammer's (a bucket's width allowed), with no note that
+    // the two views differ.
+    for step in t["steps"].as_array().unwrap() {
+        let own = &step["server"];
+        let own_p99 = own["p99_ms"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("the service's own view of every step: {own}"));
+        if step["judgement"]["verdict"] == "pass" {
+            let counted = own["requests"].as_f64().unwrap();
+            let sent = step["result"]["requests"].as_f64().unwrap();
+            assert!(
+                (counted - sent).abs() <= 0.1 * sent,
+                "the service counted {counted} requests, hammer sent {sent}"
+            );
+            // At most the top of the bucket hammer's p99 falls in (the
+            // service's latency is part of hammer's; the estimate is linear
+            // within a bucket).
+            let p99 = step["result"]["latency_ms"]["p99"].as_f64().unwrap();
+            let bucket_top = [
+                1.0, 2.5, 5.0, 10.0, 25.0, 40.0, 50.0, 60.0, 75.0, 100.0, 250.0,
+            ]
+            .into_iter()
+            .find(|&le| le >= p99)
+            .unwrap_or(f64::INFINITY);
+            assert!(own_p99 <= bucket_top, "own p99 {own_p99} vs {p99}");
+            assert!(own["timeline"].as_array().unwrap().len() >= 2, "{own}");
+        }
+    }
+    let notes = t["notes"].to_string();
+    assert!(!notes.contains("views differ"), "{notes}");
     let index = dir.path().join("index.html");
     let url = format!("file://{}", index.display());
 
@@ -158,6 +190,10 @@ fn builtin_lab_report_renders_charts_and_flame_graph_in_chromium() {
     assert!(
         dom.contains("SLO p99 &lt; 60 ms"),
         "the SLO line is labelled"
+    );
+    assert!(
+        dom.contains("p99, the service's own") && dom.contains("service p99 ms"),
+        "the service's own p99 is charted and tabled"
     );
     // The wall flame graph (render.queue, render under each request) and
     // the sentence that says why.

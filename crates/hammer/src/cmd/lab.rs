@@ -147,6 +147,7 @@ fn settings(args: &LabArgs) -> Result<hammer_lab::Settings> {
         max_step: args.step * 3,
         profile_seconds: args.profile_seconds.clamp(1, 300),
         expected_load,
+        server_histogram: args.server_histogram.clone(),
     })
 }
 
@@ -548,8 +549,14 @@ impl Observer for Display {
 
     fn step_done(&mut self, step: &StepRecord) {
         let verdict = step.judgement.describe();
+        // The service's own p99 beside hammer's, when it has a histogram.
+        let own = step
+            .server
+            .as_ref()
+            .and_then(|v| v.whole.p99_ms)
+            .map_or(String::new(), |p99| format!(" (service's own {p99:.2} ms)"));
         self.line(&format!(
-            "  {:>9} req/s: achieved {:.1}, p99 {:.2} ms, {} failed: {verdict}",
+            "  {:>9} req/s: achieved {:.1}, p99 {:.2} ms{own}, {} failed: {verdict}",
             step.rate, step.result.achieved_rate, step.result.latency_ms.p99, step.result.failed
         ));
     }
