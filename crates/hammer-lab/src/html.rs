@@ -72,6 +72,24 @@ fn render(report: &LabReport, dir: &Path) -> Result<String> {
         );
     }
     h.push_str("</table>");
+    if let [a, b] = report.targets.as_slice() {
+        let _ = write!(
+            h,
+            "<h2>Side by side</h2><table class=compare><tr><th></th><th>A: {}</th><th>B: {}</th></tr>",
+            esc(&a.name),
+            esc(&b.name)
+        );
+        for [label, x, y] in super::summary::comparison(a, b) {
+            let _ = write!(
+                h,
+                "<tr><th>{}</th><td><code>{}</code></td><td><code>{}</code></td></tr>",
+                esc(&label),
+                esc(&x),
+                esc(&y)
+            );
+        }
+        h.push_str("</table>");
+    }
     for t in &report.targets {
         target(&mut h, t, dir)?;
     }
@@ -192,7 +210,16 @@ fn target(h: &mut String, t: &TargetReport, dir: &Path) -> Result<()> {
         );
     }
     if let Some(k) = &t.knee {
-        let _ = write!(h, "<h3>At the knee: {} req/s</h3>", k.rate);
+        if k.passed {
+            let _ = write!(
+                h,
+                "<h3>At the highest rate tested: {} req/s</h3><p class=note>It passed: the search reached --max-rate without a knee. \
+                 Profiled all the same, so that it can be read beside another target's knee.</p>",
+                k.rate
+            );
+        } else {
+            let _ = write!(h, "<h3>At the knee: {} req/s</h3>", k.rate);
+        }
         if let Some(f) = &k.flamegraph_file {
             let svg = std::fs::read_to_string(dir.join(f)).map_err(|source| LabError::Read {
                 path: dir.join(f),

@@ -175,8 +175,24 @@ pub struct Knee {
     /// under 1 means its time goes off the CPU.
     #[serde(default)]
     pub cores_busy: Option<f64>,
+    /// The target passed this rate: it is the highest rate tested, profiled
+    /// because the search reached --max-rate without a knee (so a
+    /// comparison still has the same views of both targets).
+    #[serde(default)]
+    pub passed: bool,
     /// What went wrong fetching, if anything.
     pub problems: Vec<String>,
+}
+
+impl Knee {
+    /// "the knee" or "the highest rate tested", for sentences.
+    pub fn what(&self) -> &'static str {
+        if self.passed {
+            "the highest rate tested"
+        } else {
+            "the knee"
+        }
+    }
 }
 
 /// The N+1 capacity plan.

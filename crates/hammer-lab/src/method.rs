@@ -83,7 +83,7 @@ impl Lab {
         method.conclude();
         match diagnostics {
             Some(diagnostics) => method.report.knee = method.knee(diagnostics)?,
-            None if method.knee_rate().is_some() => method.report.notes.push(
+            None if method.profile_rate().is_some() => method.report.notes.push(
                 "no profile at the knee: give --diag URL of the target's diagnostics listener"
                     .into(),
             ),
@@ -217,9 +217,22 @@ impl Method<'_> {
             .min_by(f64::total_cmp)
     }
 
-    /// Profiles the knee when there is one and the budget and Ctrl-C allow.
+    /// The rate to profile: the knee, or when the search reached
+    /// --max-rate without one, the highest rate tested (true: it passed).
+    fn profile_rate(&self) -> Option<(f64, bool)> {
+        if let Some(rate) = self.knee_rate() {
+            return Some((rate, false));
+        }
+        if self.report.stopped != Some(Stop::MaxRate) {
+            return None;
+        }
+        self.last_pass_rate(f64::INFINITY).map(|rate| (rate, true))
+    }
+
+    /// Profiles the knee (or the highest rate tested, when there is no
+    /// knee below --max-rate) when the budget and Ctrl-C allow.
     fn knee(&mut self, diagnostics: &dyn Diagnostics) -> Result<Option<Knee>, LabError> {
-        let Some(rate) = self.knee_rate() else {
+        let Some((rate, passed)) = self.profile_rate() else {
             return Ok(None);
         };
         if self.lab.stopped() {
@@ -235,12 +248,19 @@ impl Method<'_> {
                 .push("no profile at the knee: the --budget ran out".into());
             return Ok(None);
         }
+        let what = if passed {
+            "the highest rate tested (no knee below --max-rate)"
+        } else {
+            "the knee"
+        };
         self.observer.note(&format!(
-            "profiling {} at the knee, {rate} req/s, for {} s",
+            "profiling {} at {what}, {rate} req/s, for {} s",
             self.about.name, s.profile_seconds
         ));
-        let (mut knee, folded) = self.profile_knee(diagnostics, rate)?;
-        self.compare_last_pass(diagnostics, &mut knee, &folded)?;
+        let (mut knee, folded) = self.profile_knee(diagnostics, rate, passed)?;
+        if !passed {
+            self.compare_last_pass(diagnostics, &mut knee, &folded)?;
+        }
         Ok(Some(knee))
     }
 
@@ -375,6 +395,7 @@ impl Method<'_> {
         &mut self,
         diagnostics: &dyn Diagnostics,
         rate: f64,
+        passed: bool,
     ) -> Result<(Knee, Folded), LabError> {
         let captured = self.capture(diagnostics, rate, true)?;
         let mut knee = Knee {
@@ -390,8 +411,10 @@ impl Method<'_> {
             diff_flamegraph_file: None,
             wall_diff_flamegraph_file: None,
             cores_busy: captured.cores_busy,
+            passed,
             problems: Vec::new(),
         };
+        let what = knee.what();
         let mut folded = Folded::default();
         match captured.pprof {
             Ok(bytes) => {
@@ -402,7 +425,7 @@ impl Method<'_> {
                         if unnamed(&knee.top) {
                             knee.problems.push(STRIPPED.into());
                         }
-                        let title = format!("{} at {rate} req/s (the knee)", self.about.name);
+                        let title = format!("{} at {rate} req/s ({what})", self.about.name);
                         let svg = profile::flame_graph(&cpu, &title)?;
                         knee.flamegraph_file = Some(self.write("flamegraph.svg", &svg)?);
                         folded.cpu = cpu;
@@ -429,7 +452,7 @@ impl Method<'_> {
                 } else {
                     knee.wall_top = top_functions(&wall, TOP_FUNCTIONS);
                     let title = format!(
-                        "{} at {rate} req/s (the knee): wall time by span",
+                        "{} at {rate} req/s ({what}): wall time by span",
                         self.about.name
                     );
                     let svg = profile::flame_graph(&wall, &title)?;

@@ -7,7 +7,7 @@ use std::fmt::Write;
 
 use hammer_core::capacity::{Stop, Verdict};
 
-use super::{LabReport, TargetReport};
+use super::{LabReport, TargetReport, TopFunction};
 
 /// The whole summary.
 pub fn render(report: &LabReport) -> String {
@@ -56,7 +56,8 @@ fn target(out: &mut String, t: &TargetReport) {
     if let Some(k) = &t.knee {
         let _ = writeln!(
             out,
-            "  knee ({} req/s), top functions by CPU self time:",
+            "  {} ({} req/s), top functions by CPU self time:",
+            k.what(),
             k.rate
         );
         if let Some(line) = busy_line(k) {
@@ -68,7 +69,8 @@ fn target(out: &mut String, t: &TargetReport) {
         if !k.wall_top.is_empty() {
             let _ = writeln!(
                 out,
-                "  knee, spans by their own wall time (waits included):"
+                "  {}, spans by their own wall time (waits included):",
+                k.what()
             );
             for f in k.wall_top.iter().take(5) {
                 let _ = writeln!(out, "    {:>5.1}%  {}", f.self_pct, f.name);
@@ -132,15 +134,24 @@ pub fn capacity_line(t: &TargetReport) -> String {
 }
 
 fn compare(out: &mut String, a: &TargetReport, b: &TargetReport) {
-    let _ = writeln!(out, "\ncompare: {}  vs  {}", a.name, b.name);
+    let _ = writeln!(out, "\ncompare: A = {}, B = {}", a.name, b.name);
+    const W: usize = 44;
+    let fit = |s: &str| {
+        if s.chars().count() <= W {
+            s.to_string()
+        } else {
+            format!("{}…", s.chars().take(W - 1).collect::<String>())
+        }
+    };
+    let _ = writeln!(out, "  {:<24} {:<W$} {}", "", "A", "B");
+    for [label, x, y] in comparison(a, b) {
+        let _ = writeln!(out, "  {label:<24} {:<W$} {}", fit(&x), fit(&y));
+    }
     let cap = |t: &TargetReport| t.capacity.map_or(0.0, |c| c.rate);
     let (ca, cb) = (cap(a), cap(b));
-    let ratio = if ca > 0.0 {
-        format!("{:.2}x", cb / ca)
-    } else {
-        "n/a".into()
-    };
-    let _ = writeln!(out, "  capacity: {ca} vs {cb} req/s (B/A {ratio})");
+    if ca > 0.0 {
+        let _ = writeln!(out, "  capacity B/A: {:.2}x", cb / ca);
+    }
     // Latency at the highest rate both passed.
     let common = a
         .steps
@@ -166,23 +177,89 @@ fn compare(out: &mut String, a: &TargetReport, b: &TargetReport) {
     }
 }
 
+/// Spans and functions listed side by side in a comparison.
+const COMPARED: usize = 3;
+
+/// Two targets side by side, a row per figure: (what, A, B). The text
+/// summary and the page both print these rows: capacity, the rate each was
+/// profiled at, how busy it was there and its own p99, then its top spans
+/// by wall time and top functions by CPU time.
+pub fn comparison(a: &TargetReport, b: &TargetReport) -> Vec<[String; 3]> {
+    let both = |f: &dyn Fn(&TargetReport) -> String| [f(a), f(b)];
+    let row = |label: &str, [x, y]: [String; 2]| [label.to_string(), x, y];
+    let mut rows = vec![
+        row(
+            "capacity",
+            both(&|t| match t.capacity {
+                Some(c) => match c.first_failing {
+                    Some(f) => format!("{} req/s ({f} failed)", c.rate),
+                    None => format!("{} req/s or more (no failure)", c.rate),
+                },
+                None => "none found".into(),
+            }),
+        ),
+        row(
+            "profiled at",
+            both(&|t| {
+                t.knee.as_ref().map_or("not profiled".into(), |k| {
+                    format!("{} req/s ({})", k.rate, k.what())
+                })
+            }),
+        ),
+        row(
+            "cores busy there",
+            both(&|t| {
+                t.knee
+                    .as_ref()
+                    .and_then(|k| k.cores_busy)
+                    .map_or("–".into(), |c| format!("{c:.2}"))
+            }),
+        ),
+        row(
+            "service's own p99 there",
+            both(&|t| {
+                t.knee
+                    .as_ref()
+                    .and_then(|k| k.step.as_ref()?.server.as_ref()?.whole.p99_ms)
+                    .map_or("–".into(), |p| format!("{p:.1} ms"))
+            }),
+        ),
+    ];
+    let wall = |t: &TargetReport| t.knee.as_ref().map_or(Vec::new(), |k| k.wall_top.clone());
+    let cpu = |t: &TargetReport| t.knee.as_ref().map_or(Vec::new(), |k| k.top.clone());
+    let lists: [(&str, &dyn Fn(&TargetReport) -> Vec<TopFunction>); 2] =
+        [("wall time, span", &wall), ("CPU, function", &cpu)];
+    for (label, list) in lists {
+        let (la, lb) = (list(a), list(b));
+        let at = |l: &[TopFunction], i: usize| {
+            l.get(i)
+                .map_or(String::new(), |f| format!("{:.0}%  {}", f.self_pct, f.name))
+        };
+        for i in 0..COMPARED {
+            rows.push([format!("{label} #{}", i + 1), at(&la, i), at(&lb, i)]);
+        }
+    }
+    rows
+}
+
 /// The sentence that says why the knee is where it is: the span holding
 /// most wall time and the function holding most CPU time there.
 pub fn why_line(k: &super::Knee) -> Option<String> {
     let wall = k.wall_top.first();
     let cpu = k.top.first();
+    let at = k.what();
     match (wall, cpu) {
         (None, None) => None,
         (Some(w), Some(c)) => Some(format!(
-            "at the knee requests spend most wall time in `{}` ({:.0}% of it), and the CPU most time in `{}` ({:.0}%)",
+            "at {at} requests spend most wall time in `{}` ({:.0}% of it), and the CPU most time in `{}` ({:.0}%)",
             w.name, w.self_pct, c.name, c.self_pct
         )),
         (Some(w), None) => Some(format!(
-            "at the knee requests spend most wall time in `{}` ({:.0}% of it)",
+            "at {at} requests spend most wall time in `{}` ({:.0}% of it)",
             w.name, w.self_pct
         )),
         (None, Some(c)) => Some(format!(
-            "at the knee the CPU spends most time in `{}` ({:.0}%)",
+            "at {at} the CPU spends most time in `{}` ({:.0}%)",
             c.name, c.self_pct
         )),
     }
@@ -193,9 +270,10 @@ pub fn busy_line(k: &super::Knee) -> Option<String> {
     let busy = k.cores_busy?;
     Some(if busy < 0.5 {
         format!(
-            "the service kept only {busy:.2} cores busy: its time at the knee goes off the CPU \
+            "the service kept only {busy:.2} cores busy: its time at {} goes off the CPU \
              (waiting on a database, locks or I/O), so the CPU flame graph shows the little it computes; \
-             the wall flame graph and the trace show the waits"
+             the wall flame graph and the trace show the waits",
+            k.what()
         )
     } else {
         format!("the service kept {busy:.2} cores busy: the flame graph is where its time goes")

@@ -278,6 +278,33 @@ fn compare_finds_the_pool_ahead_and_the_no_pool_knee_in_connection_setup() {
         busy < 0.5,
         "no-pool mandelweb busy {busy} cores at the knee"
     );
+    // B passed every rate up to --max-rate: it is profiled at the highest
+    // rate tested, and there connection setup is not where its requests
+    // wait (the pool opened its connections before the step).
+    let b_knee = &b["knee"];
+    assert_eq!(b_knee["passed"], true, "{b_knee}");
+    let b_wall: Vec<&str> = b_knee["wall_top"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .take(3)
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert!(!b_wall.is_empty(), "B's wall profile: {b_knee}");
+    assert!(
+        !b_wall.contains(&"db.connect"),
+        "db.connect among B's top three: {b_wall:?}"
+    );
+    // Side by side on the page: A's top span is connection setup.
+    let page = std::fs::read_to_string(dir.path().join("index.html")).unwrap();
+    let side = &page[page
+        .find("<h2>Side by side</h2>")
+        .expect("a side-by-side table")..];
+    let side = &side[..side.find("</table>").unwrap()];
+    assert!(
+        side.contains("wall time, span #1</th><td><code>") && side.contains("db.connect"),
+        "{side}"
+    );
     assert!(report["rationale"]
         .as_str()
         .unwrap()
