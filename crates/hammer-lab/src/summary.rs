@@ -143,7 +143,7 @@ fn compare(out: &mut String, a: &TargetReport, b: &TargetReport) {
             format!("{}…", s.chars().take(W - 1).collect::<String>())
         }
     };
-    let _ = writeln!(out, "  {:<24} {:<W$} {}", "", "A", "B");
+    let _ = writeln!(out, "  {:<24} {:<W$} B", "", "A");
     for [label, x, y] in comparison(a, b) {
         let _ = writeln!(out, "  {label:<24} {:<W$} {}", fit(&x), fit(&y));
     }
@@ -227,8 +227,8 @@ pub fn comparison(a: &TargetReport, b: &TargetReport) -> Vec<[String; 3]> {
     ];
     let wall = |t: &TargetReport| t.knee.as_ref().map_or(Vec::new(), |k| k.wall_top.clone());
     let cpu = |t: &TargetReport| t.knee.as_ref().map_or(Vec::new(), |k| k.top.clone());
-    let lists: [(&str, &dyn Fn(&TargetReport) -> Vec<TopFunction>); 2] =
-        [("wall time, span", &wall), ("CPU, function", &cpu)];
+    type Top<'a> = &'a dyn Fn(&TargetReport) -> Vec<TopFunction>;
+    let lists: [(&str, Top<'_>); 2] = [("wall time, span", &wall), ("CPU, function", &cpu)];
     for (label, list) in lists {
         let (la, lb) = (list(a), list(b));
         let at = |l: &[TopFunction], i: usize| {
