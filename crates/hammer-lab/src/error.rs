@@ -17,6 +17,15 @@ pub enum LabError {
         #[source]
         source: std::io::Error,
     },
+    /// The engine could not run a point of the closed-loop sweep.
+    #[error("running the closed loop of {connections} connections")]
+    Sweep {
+        /// The point's connections.
+        connections: usize,
+        /// What the engine said.
+        #[source]
+        source: std::io::Error,
+    },
     /// A report file could not be written.
     #[error("writing {}", path.display())]
     Write {

@@ -133,6 +133,13 @@ fn target(h: &mut String, t: &TargetReport, dir: &Path) -> Result<()> {
     chart(h, "failed requests vs offered rate", |b| {
         errors_vs_rate(b, &steps)
     })?;
+    if let Some(sw) = t.sweep.as_ref().filter(|s| !s.points.is_empty()) {
+        chart(
+            h,
+            "closed-loop sweep: throughput vs connections, with the USL fit",
+            |b| usl_curve(b, sw),
+        )?;
+    }
     h.push_str("</div>");
     let served = t.steps.iter().any(|s| s.server.is_some());
     let _ = write!(
@@ -199,12 +206,32 @@ fn target(h: &mut String, t: &TargetReport, dir: &Path) -> Result<()> {
     if let Some(u) = &t.usl {
         let peak = u.peak().map_or(
             "no retrograde peak: throughput levels off towards λ/σ".to_string(),
-            |(n, x)| format!("throughput peaks near {x:.0} req/s at a concurrency of {n:.1}"),
+            |(n, x)| {
+                format!("the fit puts the peak at {x:.0} req/s with {n:.1} requests in flight")
+            },
         );
+        let (from, measured) = match t.sweep.as_ref().filter(|s| s.usl.is_some()) {
+            Some(sw) => (
+                format!(
+                    "a closed-loop sweep ({} to {} connections; {})",
+                    sw.points.first().map_or(0, |p| p.connections),
+                    sw.points.last().map_or(0, |p| p.connections),
+                    esc(&sw.stopped)
+                ),
+                sw.measured_peak.map_or(String::new(), |(n, x)| {
+                    format!(", measured peak {x:.0} req/s at {n} connections")
+                }),
+            ),
+            None => (
+                "the open-loop steps (concurrency by Little's law: throughput × mean latency)"
+                    .into(),
+                String::new(),
+            ),
+        };
         let _ = write!(
             h,
-            "<p>Universal Scalability Law fit of concurrency (Little's law: throughput × mean latency) against throughput: \
-             λ = {:.1} req/s, contention σ = {:.4}, coherency κ = {:.6}, R² = {:.3}; {peak}. \
+            "<p>Universal Scalability Law fit of throughput against concurrency, from {from}: \
+             λ = {:.1} req/s, contention σ = {:.4}, coherency κ = {:.6}, R² = {:.3}; {peak}{measured}. \
              σ is the serial share that caps gains from more cores or instances; κ the crosstalk that turns them into losses.</p>",
             u.lambda, u.sigma, u.kappa, u.r_squared
         );
@@ -525,6 +552,67 @@ fn latency_over_time(
         c.draw_series(LineSeries::new(vec![(0.0, limit), (t_max, limit)], RED))
             .map_err(plot_err)?;
     }
+    legend(&mut c)
+}
+
+fn usl_curve(area: &Backend<'_>, sw: &crate::sweep::Sweep) -> Result<()> {
+    let n_max = sw
+        .points
+        .iter()
+        .map(|p| p.connections as f64)
+        .fold(1.0, f64::max)
+        * 1.3;
+    let fitted = |n: f64| sw.usl.map_or(0.0, |u| u.throughput(n));
+    let curve: Vec<(f64, f64)> = (0..=200)
+        .map(|i| {
+            let n = 1.0 + (n_max - 1.0) * f64::from(i) / 200.0;
+            (n, fitted(n))
+        })
+        .collect();
+    let x_max = sw
+        .points
+        .iter()
+        .map(|p| p.throughput)
+        .chain(curve.iter().map(|c| c.1))
+        .fold(1.0, f64::max)
+        * 1.1;
+    let mut c = ChartBuilder::on(area)
+        .margin(10)
+        .x_label_area_size(35)
+        .y_label_area_size(55)
+        .build_cartesian_2d(0.0..n_max, 0.0..x_max)
+        .map_err(plot_err)?;
+    c.configure_mesh()
+        .x_desc("connections (requests in flight)")
+        .y_desc("throughput, req/s")
+        .draw()
+        .map_err(plot_err)?;
+    if let Some(u) = sw.usl {
+        let color = PALETTE[1];
+        c.draw_series(LineSeries::new(curve, color.stroke_width(2)))
+            .map_err(plot_err)?
+            .label(format!(
+                "USL: σ={:.3} κ={:.5} R²={:.2}",
+                u.sigma, u.kappa, u.r_squared
+            ))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], color));
+    }
+    let color = PALETTE[0];
+    c.draw_series(LineSeries::new(
+        sw.points
+            .iter()
+            .map(|p| (p.connections as f64, p.throughput)),
+        color.mix(0.4),
+    ))
+    .map_err(plot_err)?;
+    c.draw_series(
+        sw.points
+            .iter()
+            .map(|p| Circle::new((p.connections as f64, p.throughput), 4, color.filled())),
+    )
+    .map_err(plot_err)?
+    .label("measured")
+    .legend(move |(x, y)| Circle::new((x + 7, y), 4, color.filled()));
     legend(&mut c)
 }
 

@@ -19,6 +19,7 @@ pub mod profile;
 pub mod server;
 pub mod step;
 pub mod summary;
+pub mod sweep;
 pub mod text;
 
 use std::sync::atomic::AtomicBool;
@@ -49,6 +50,20 @@ pub trait Target {
         stop: &Arc<AtomicBool>,
         tick: &mut dyn FnMut(Tick),
     ) -> std::io::Result<RunResult>;
+
+    /// Runs a closed loop of `connections`, each sending its next request
+    /// when the last one ends, for `warmup` (not measured) and then
+    /// `measure`; None when the target cannot (no sweep then).
+    fn closed_step(
+        &self,
+        connections: usize,
+        warmup: Duration,
+        measure: Duration,
+        stop: &Arc<AtomicBool>,
+    ) -> Option<std::io::Result<RunResult>> {
+        let _ = (connections, warmup, measure, stop);
+        None
+    }
 }
 
 /// What the method asks of a target's diagnostics listener at the knee.
@@ -119,6 +134,12 @@ pub struct Settings {
     /// The latency histogram in the service's `/metrics` that gives its own
     /// view of each step ([`server::DEFAULT_HISTOGRAM`]: hammer-diag's).
     pub server_histogram: String,
+    /// Run the closed-loop sweep for the scalability fit ([`sweep`]).
+    pub sweep: bool,
+    /// The most connections the sweep goes to.
+    pub sweep_max: usize,
+    /// Measured length of each sweep point.
+    pub sweep_step: Duration,
 }
 
 /// One measured step.
@@ -226,8 +247,12 @@ pub struct TargetReport {
     pub stopped: Option<Stop>,
     /// Profile and trace at the knee.
     pub knee: Option<Knee>,
-    /// USL fit of concurrency (Little's law) against throughput.
+    /// USL fit of throughput against concurrency: the closed-loop sweep's
+    /// when it ran, else the open-loop steps' (concurrency by Little's law).
     pub usl: Option<Usl>,
+    /// The closed-loop sweep the fit came from, when it ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sweep: Option<sweep::Sweep>,
     /// Instances for the expected load.
     pub plan: Option<Plan>,
     /// Things the reader should know (budget ran out, generator lagged...).

@@ -15,6 +15,7 @@ use hammer_core::result::GENERATOR_LIMIT_MS;
 use hammer_core::steps::{round_rate, step_length, usl_point};
 
 use crate::server::{self, ServerView};
+use crate::sweep;
 use crate::{
     profile, About, Diagnostics, Knee, LabError, Observer, Plan, Settings, StepRecord, Target,
     TargetReport,
@@ -75,6 +76,7 @@ impl Lab {
                 stopped: None,
                 knee: None,
                 usl: None,
+                sweep: None,
                 plan: None,
                 notes: Vec::new(),
             },
@@ -89,6 +91,7 @@ impl Lab {
             ),
             None => {}
         }
+        method.sweep()?;
         Ok(method.report)
     }
 
@@ -204,6 +207,67 @@ impl Method<'_> {
             }),
             _ => None,
         };
+    }
+
+    /// The closed-loop sweep for the scalability fit: 1, 2, 4, …
+    /// connections until throughput stops growing, errors pass the limit,
+    /// --sweep-max, the budget or Ctrl-C; its fit replaces the open-loop
+    /// steps' (which stays when the sweep has too few points).
+    fn sweep(&mut self) -> Result<(), LabError> {
+        let s = &self.lab.settings;
+        if !s.sweep || self.lab.stopped() {
+            return Ok(());
+        }
+        let warmup = Duration::from_millis(500);
+        let mut points = Vec::new();
+        let mut connections = 1;
+        let stopped = loop {
+            if connections > s.sweep_max {
+                break format!("reached --sweep-max {}", s.sweep_max);
+            }
+            if !self.lab.fits(warmup + s.sweep_step) {
+                break "the --budget ran out".to_string();
+            }
+            if self.lab.stopped() {
+                break "interrupted".to_string();
+            }
+            self.observer.note(&format!(
+                "closed loop, {connections} connection(s), {:?}",
+                s.sweep_step
+            ));
+            let Some(result) =
+                self.target
+                    .closed_step(connections, warmup, s.sweep_step, &self.lab.stop)
+            else {
+                return Ok(());
+            };
+            let result = result.map_err(|source| LabError::Sweep {
+                connections,
+                source,
+            })?;
+            let point = sweep::SweepPoint::of(connections, &result);
+            self.observer.note(&format!(
+                "  {connections} connection(s): {:.1} req/s, p99 {:.2} ms, {} failed",
+                point.throughput, point.p99_ms, point.failed
+            ));
+            points.push(point);
+            if result.error_rate() > s.max_error_rate {
+                break format!(
+                    "{:.1}% of requests failed at {connections} connections",
+                    100.0 * result.error_rate()
+                );
+            }
+            if sweep::stopped_growing(&points) {
+                break "throughput stopped growing".to_string();
+            }
+            connections *= 2;
+        };
+        let swept = sweep::Sweep::conclude(points, stopped);
+        if swept.usl.is_some() {
+            self.report.usl = swept.usl;
+        }
+        self.report.sweep = Some(swept);
+        Ok(())
     }
 
     /// The first rate where latency broke, even where hammer lagged too:

@@ -61,6 +61,37 @@ impl Target for Load {
     ) -> std::io::Result<RunResult> {
         run_step(self, rate, warmup, measure, stop, tick)
     }
+
+    fn closed_step(
+        &self,
+        connections: usize,
+        warmup: Duration,
+        measure: Duration,
+        stop: &Arc<AtomicBool>,
+    ) -> Option<std::io::Result<RunResult>> {
+        let duration = warmup + measure;
+        let config = Config {
+            mode: Mode::Closed,
+            limit: hammer_core::pacer::Limit {
+                requests: None,
+                window: Some(duration),
+            },
+            warmup,
+            connections,
+            // One request in flight per connection over HTTP/2 too: the
+            // sweep sets the concurrency.
+            h2_streams: self.h2_streams.map(|_| 1),
+            ..config(self, 1.0, warmup, measure).ok()?
+        };
+        Some(Run::start(config, stop.clone()).and_then(|run| {
+            let outcome = run.join()?;
+            Ok(RunResult::from_recorder(
+                &outcome.recorder,
+                None,
+                outcome.window,
+            ))
+        }))
+    }
 }
 
 /// Runs `rate` req/s for `warmup` (discarded) and then `measure`, calling

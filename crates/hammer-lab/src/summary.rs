@@ -83,15 +83,39 @@ fn target(out: &mut String, t: &TargetReport) {
             let _ = writeln!(out, "    ({p})");
         }
     }
+    if let Some(sw) = &t.sweep {
+        let points: Vec<String> = sw
+            .points
+            .iter()
+            .map(|p| format!("{}: {:.0}", p.connections, p.throughput))
+            .collect();
+        let _ = writeln!(
+            out,
+            "  closed-loop sweep, req/s by connections: {} ({})",
+            points.join(", "),
+            sw.stopped
+        );
+    }
     if let Some(u) = &t.usl {
-        let peak = u
-            .peak()
-            .map_or("no retrograde peak in range".into(), |(n, x)| {
-                format!("throughput peaks near {x:.0} req/s at concurrency {n:.1}")
+        let from = if t.sweep.as_ref().is_some_and(|s| s.usl.is_some()) {
+            "closed-loop sweep"
+        } else {
+            "open-loop steps, concurrency by Little's law"
+        };
+        let peak = u.peak().map_or(
+            "no retrograde peak: throughput levels off towards λ/σ".into(),
+            |(n, x)| format!("predicted peak {x:.0} req/s at concurrency {n:.1}"),
+        );
+        let measured = t
+            .sweep
+            .as_ref()
+            .and_then(|s| s.measured_peak)
+            .map_or(String::new(), |(n, x)| {
+                format!(", measured peak {x:.0} req/s at {n}")
             });
         let _ = writeln!(
             out,
-            "  USL fit: λ={:.1} req/s, σ={:.4}, κ={:.6} (R²={:.3}); {peak}",
+            "  USL fit ({from}): λ={:.1} req/s, σ={:.4}, κ={:.6} (R²={:.3}); {peak}{measured}",
             u.lambda, u.sigma, u.kappa, u.r_squared
         );
     }

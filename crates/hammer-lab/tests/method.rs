@@ -72,6 +72,27 @@ impl Target for Model {
         }
         Ok(RunResult::from_recorder(&recorder, Some(rate), measure))
     }
+
+    /// Closed loop: throughput follows the USL with λ = 100 req/s,
+    /// σ = 0.05, κ = 0.001 (peak near 31 connections), latency by
+    /// Little's law.
+    fn closed_step(
+        &self,
+        connections: usize,
+        _warmup: Duration,
+        measure: Duration,
+        _stop: &Arc<AtomicBool>,
+    ) -> Option<std::io::Result<RunResult>> {
+        let n = connections as f64;
+        let x = 100.0 * n / (1.0 + 0.05 * (n - 1.0) + 0.001 * n * (n - 1.0));
+        let latency = Duration::from_secs_f64(n / x);
+        let mut recorder = Recorder::new();
+        for _ in 0..(x * measure.as_secs_f64()).round() as u64 {
+            recorder.record_send(Duration::ZERO, 100);
+            recorder.record_response(200, latency, latency, 1000);
+        }
+        Some(Ok(RunResult::from_recorder(&recorder, None, measure)))
+    }
 }
 
 /// A diagnostics listener whose service burns 0.5 core while profiled.
@@ -200,6 +221,9 @@ fn settings() -> Settings {
         profile_seconds: 3,
         expected_load: Some(1000.0),
         server_histogram: hammer_lab::server::DEFAULT_HISTOGRAM.into(),
+        sweep: true,
+        sweep_max: 256,
+        sweep_step: Duration::from_secs(2),
     }
 }
 
@@ -551,4 +575,48 @@ fn the_service_own_view_flags_time_outside_the_handler() {
         .filter(|n| n.contains("no http_request_duration_seconds histogram"))
         .collect();
     assert_eq!(said.len(), 1, "{:?}", report.notes);
+}
+
+/// The closed-loop sweep doubles the connections until throughput has not
+/// grown for two doublings, and the USL fitted to its points recovers the
+/// model's σ and κ, and a peak near the one measured.
+#[test]
+fn the_closed_loop_sweep_fits_the_usl() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = Model::new(230.0);
+    let (report, _) = run(
+        settings(),
+        Duration::from_secs(3600),
+        &model,
+        None,
+        dir.path(),
+    );
+    let sweep = report.sweep.expect("a sweep");
+    let connections: Vec<usize> = sweep.points.iter().map(|p| p.connections).collect();
+    assert_eq!(connections, [1, 2, 4, 8, 16, 32, 64, 128], "{sweep:?}");
+    assert_eq!(sweep.stopped, "throughput stopped growing");
+    let usl = sweep.usl.expect("a fit");
+    assert_eq!(report.usl, Some(usl), "the sweep's fit is the report's");
+    assert!((usl.sigma - 0.05).abs() < 0.0025, "{usl:?}");
+    assert!((usl.kappa - 0.001).abs() < 0.00005, "{usl:?}");
+    assert!(usl.r_squared > 0.999, "{usl:?}");
+    let (n, x) = sweep.predicted_peak.expect("a retrograde peak");
+    assert!((n - 30.8).abs() < 1.5, "predicted peak at {n}");
+    let (measured_n, measured_x) = sweep.measured_peak.unwrap();
+    assert_eq!(measured_n, 32);
+    assert!(
+        (x - measured_x).abs() / measured_x < 0.02,
+        "{x} vs {measured_x}"
+    );
+
+    let mut no_sweep = settings();
+    no_sweep.sweep = false;
+    let (report, _) = run(
+        no_sweep,
+        Duration::from_secs(3600),
+        &model,
+        None,
+        dir.path(),
+    );
+    assert!(report.sweep.is_none());
 }

@@ -115,6 +115,17 @@ pub struct LabArgs {
     /// p99 beside hammer's, and the time spent outside its handler.
     #[arg(long, value_name = "NAME", default_value = hammer_lab::server::DEFAULT_HISTOGRAM)]
     pub server_histogram: String,
+    /// Skip the closed-loop sweep (1, 2, 4, ... connections until throughput
+    /// stops growing) that the scalability (USL) fit comes from; the fit
+    /// then uses the open-loop steps.
+    #[arg(long)]
+    pub no_sweep: bool,
+    /// The most connections the sweep goes to.
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    pub sweep_max: usize,
+    /// Measured length of each sweep point.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub sweep_step: Duration,
     /// Load the capacity plan is for, req/s (default 1,000 for /mandelbrot,
     /// 10,000 for find-by-age as in the seed).
     #[arg(long, value_name = "R")]

@@ -28,6 +28,13 @@ fn finds_a_known_capacity_within_10_percent() {
     assert!(steps
         .iter()
         .all(|s| s["result"]["histogram"].as_str().is_some()));
+    // The closed-loop sweep finds the same ceiling from the other side:
+    // throughput stops growing at the service's 400 req/s.
+    let sweep = &t["sweep"];
+    assert_eq!(sweep["stopped"], "throughput stopped growing", "{sweep}");
+    let peak = sweep["measured_peak"][1].as_f64().unwrap();
+    assert!((peak - 400.0).abs() <= 40.0, "sweep peak {peak}: {sweep}");
+    assert!(t["usl"]["r_squared"].as_f64().is_some(), "{t}");
     // No --diag: no profile, and the report says how to get one.
     assert!(t["knee"].is_null());
     assert!(t["notes"].to_string().contains("--diag"));
@@ -173,11 +180,13 @@ fn builtin_lab_report_renders_charts_and_flame_graph_in_chromium() {
     let index = dir.path().join("index.html");
     let url = format!("file://{}", index.display());
 
-    // The DOM after Chromium parsed it: four charts with drawn lines.
+    // The DOM after Chromium parsed it: five charts with drawn lines (the
+    // fifth, the closed-loop sweep with its USL curve).
     let dom = chromium_run(&["--dump-dom", &url]);
     let dom = String::from_utf8_lossy(&dom.stdout);
     let charts = dom.matches("<figure><svg").count();
-    assert_eq!(charts, 4, "four charts");
+    assert_eq!(charts, 5, "five charts");
+    assert!(dom.contains("closed-loop sweep: throughput vs connections"));
     for chart in dom.split("<figure>").skip(1) {
         let chart = &chart[..chart.find("</figure>").unwrap()];
         assert!(chart.contains("<polyline"), "a chart with a line");
@@ -237,6 +246,7 @@ fn compare_finds_the_pool_ahead_and_the_no_pool_knee_in_connection_setup() {
         &[
             "--database-url",
             &url,
+            "--no-sweep",
             "--compare",
             "--pool-size 0",
             "--pool-size 8",

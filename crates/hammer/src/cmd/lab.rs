@@ -148,6 +148,9 @@ fn settings(args: &LabArgs) -> Result<hammer_lab::Settings> {
         profile_seconds: args.profile_seconds.clamp(1, 300),
         expected_load,
         server_histogram: args.server_histogram.clone(),
+        sweep: !args.no_sweep,
+        sweep_max: args.sweep_max.max(1),
+        sweep_step: args.sweep_step.max(Duration::from_millis(200)),
     })
 }
 
