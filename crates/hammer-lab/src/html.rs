@@ -146,7 +146,7 @@ fn target(h: &mut String, t: &TargetReport, dir: &Path) -> Result<()> {
         h,
         "<table><tr><th>#</th><th>offered req/s</th><th>achieved</th><th>p50 ms</th><th>p90 ms</th><th>p99 ms</th><th>max ms</th><th>failed</th><th>hammer lag p99 ms</th>{}<th>verdict</th></tr>",
         if served {
-            "<th title='from its /metrics histogram'>service req/s</th><th title='from its /metrics histogram'>service p99 ms</th><th>service cores</th>"
+            "<th title='from its /metrics histogram'>service req/s</th><th title='the bucket of its /metrics histogram that its p99 falls in'>service p99 ms</th><th>service cores</th>"
         } else {
             ""
         }
@@ -169,7 +169,7 @@ fn target(h: &mut String, t: &TargetReport, dir: &Path) -> Result<()> {
                     format!("<td>{v:.digits$}</td>")
                 })
             };
-            let own = w.and_then(|w| w.p99_ms);
+            let own = w.and_then(|w| w.p99_bucket()).unwrap_or("–".into());
             // Hammer's p99 far above the service's: time outside the handler.
             let gap = w.and_then(|w| crate::server::gap_ms(r.latency_ms.p99, &w));
             format!(
@@ -177,10 +177,9 @@ fn target(h: &mut String, t: &TargetReport, dir: &Path) -> Result<()> {
                 cell(w.and_then(|w| w.rate), 1),
                 match gap {
                     Some(gap) => format!(
-                        "<td class=warn title='{gap:.1} ms outside the handler'>{:.2}</td>",
-                        own.unwrap_or_default()
+                        "<td class=warn title='at least {gap:.1} ms outside the handler'>{own}</td>"
                     ),
-                    None => cell(own, 2),
+                    None => format!("<td>{own}</td>"),
                 },
                 cell(w.and_then(|w| w.cores), 2),
             )
@@ -426,7 +425,17 @@ fn latency_vs_rate(
     }
     let own: Vec<(f64, f64)> = steps
         .iter()
-        .filter_map(|s| Some((s.rate, s.server.as_ref()?.whole.p99_ms?.max(lo))))
+        .filter_map(|s| {
+            // Within its bucket, and no higher than hammer's (the
+            // service's time is part of hammer's).
+            let own = s
+                .server
+                .as_ref()?
+                .whole
+                .p99_ms?
+                .min(s.result.latency_ms.p99);
+            Some((s.rate, own.max(lo)))
+        })
         .collect();
     if !own.is_empty() {
         let color = PALETTE[4];
@@ -435,7 +444,7 @@ fn latency_vs_rate(
             ShapeStyle::from(color).stroke_width(2),
         ))
         .map_err(plot_err)?
-        .label("p99, the service's own")
+        .label("p99, the service's own (its histogram)")
         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], color));
         c.draw_series(
             own.iter()
@@ -613,7 +622,13 @@ fn usl_curve(area: &Backend<'_>, sw: &crate::sweep::Sweep) -> Result<()> {
     .map_err(plot_err)?
     .label("measured")
     .legend(move |(x, y)| Circle::new((x + 7, y), 4, color.filled()));
-    legend(&mut c)
+    // The points rise from the left: the legend goes below them.
+    c.configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::LowerRight)
+        .draw()
+        .map_err(plot_err)
 }
 
 /// Escapes text for HTML content and attribute values.

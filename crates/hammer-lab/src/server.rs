@@ -85,8 +85,12 @@ pub struct Window {
     pub p50_ms: Option<f64>,
     /// See `p50_ms`.
     pub p99_ms: Option<f64>,
-    /// The upper bound of the bucket its p99 falls in, ms: the most its
-    /// true p99 can be (None in the `+Inf` bucket).
+    /// The lower bound of the bucket its p99 falls in, ms: the least its
+    /// true p99 can be.
+    #[serde(default)]
+    pub p99_at_least_ms: Option<f64>,
+    /// The upper bound of that bucket, ms: the most its true p99 can be
+    /// (None in the `+Inf` bucket).
     #[serde(default)]
     pub p99_at_most_ms: Option<f64>,
     /// Cores it kept busy (None without a CPU counter or a long enough span).
@@ -118,9 +122,10 @@ impl Window {
             rate: per_second.map(|s| requests / s),
             requests,
             p50_ms: quantile(&delta, 0.5).map(|s| s * 1e3),
-            p99_ms: p99.map(|(estimate, _)| estimate * 1e3),
+            p99_ms: p99.map(|(estimate, _, _)| estimate * 1e3),
+            p99_at_least_ms: p99.map(|(_, lower, _)| lower * 1e3),
             p99_at_most_ms: p99
-                .map(|(_, upper)| upper * 1e3)
+                .map(|(_, _, upper)| upper * 1e3)
                 .filter(|ms| ms.is_finite()),
             cores: match (a.cpu_seconds, b.cpu_seconds, per_second) {
                 (Some(x), Some(y), Some(s)) => Some(((y - x) / s).max(0.0)),
@@ -135,12 +140,12 @@ impl Window {
 /// it falls in (from 0 for the first); in the `+Inf` bucket, the highest
 /// finite bound. None when the buckets hold nothing.
 pub fn quantile(buckets: &[(f64, f64)], q: f64) -> Option<f64> {
-    quantile_bounds(buckets, q).map(|(estimate, _)| estimate)
+    quantile_bounds(buckets, q).map(|(estimate, _, _)| estimate)
 }
 
-/// [`quantile`]'s estimate and the upper bound of the bucket it falls in:
-/// the most the true quantile can be (infinite in the `+Inf` bucket).
-fn quantile_bounds(buckets: &[(f64, f64)], q: f64) -> Option<(f64, f64)> {
+/// [`quantile`]'s estimate and the bounds of the bucket it falls in: the
+/// least and the most the true quantile can be (infinite in `+Inf`).
+fn quantile_bounds(buckets: &[(f64, f64)], q: f64) -> Option<(f64, f64, f64)> {
     let total = buckets.last()?.1;
     if total <= 0.0 {
         return None;
@@ -150,18 +155,18 @@ fn quantile_bounds(buckets: &[(f64, f64)], q: f64) -> Option<(f64, f64)> {
     for &(le, count) in buckets {
         if count >= rank {
             if le.is_infinite() {
-                return Some((below.0, le));
+                return Some((below.0, below.0, le));
             }
             let share = if count > below.1 {
                 (rank - below.1) / (count - below.1)
             } else {
                 1.0
             };
-            return Some((below.0 + (le - below.0) * share, le));
+            return Some((below.0 + (le - below.0) * share, below.0, le));
         }
         below = (le, count);
     }
-    Some((below.0, f64::INFINITY))
+    Some((below.0, below.0, f64::INFINITY))
 }
 
 /// One second of a step as the service saw it.
@@ -202,6 +207,20 @@ impl ServerView {
         Some(ServerView {
             whole: Window::between(first, last),
             timeline,
+        })
+    }
+}
+
+impl Window {
+    /// Its p99 as what its histogram can tell: the bucket it falls in,
+    /// `10–25` (ms), or `> 10000` in the last; the interpolated figure
+    /// alone would read as a measurement (and may exceed hammer's own).
+    pub fn p99_bucket(&self) -> Option<String> {
+        let lower = self.p99_at_least_ms?;
+        let ms = |v: f64| format!("{}", (v * 1000.0).round() / 1000.0);
+        Some(match self.p99_at_most_ms {
+            Some(upper) => format!("{}–{}", ms(lower), ms(upper)),
+            None => format!("> {}", ms(lower)),
         })
     }
 }
@@ -275,6 +294,7 @@ process_cpu_seconds_total 12.5
         let w = Window::between(&a, &b);
         assert_eq!(w.requests, 200.0);
         assert_eq!(w.p99_at_most_ms, Some(100.0));
+        assert_eq!(w.p99_bucket().as_deref(), Some("10–100"));
         assert_eq!(w.rate, Some(100.0));
         assert_eq!(w.cores, Some(0.5));
         // All 200 new requests took 10-100 ms: p50 is halfway through.
@@ -298,6 +318,7 @@ process_cpu_seconds_total 12.5
             requests: 100.0,
             p50_ms: None,
             p99_ms: ms.map(|ms| ms / 2.0),
+            p99_at_least_ms: Some(0.0),
             p99_at_most_ms: ms,
             cores: None,
         };

@@ -30,16 +30,32 @@ fn target(out: &mut String, t: &TargetReport) {
         .as_deref()
         .map_or(String::new(), |v| format!("  version {v}"));
     let _ = writeln!(out, "\n{}  ({})  SLO {}{version}", t.name, t.request, t.slo);
+    // The service's own p99 (the bucket of its /metrics histogram it falls
+    // in) when the lab read it.
+    let served = t.steps.iter().any(|s| s.server.is_some());
     let _ = writeln!(
         out,
-        "  {:>9} {:>10} {:>9} {:>9} {:>8}  verdict",
-        "rate/s", "achieved", "p50 ms", "p99 ms", "errors"
+        "  {:>9} {:>10} {:>9} {:>9} {}{:>8}  verdict",
+        "rate/s",
+        "achieved",
+        "p50 ms",
+        "p99 ms",
+        if served { "  own p99 " } else { "" },
+        "errors"
     );
     for s in &t.steps {
         let verdict = s.judgement.describe();
+        let own = if served {
+            s.server
+                .as_ref()
+                .and_then(|v| v.whole.p99_bucket())
+                .map_or(format!("{:>10}", "–"), |p| format!("{p:>10}"))
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
-            "  {:>9} {:>10.1} {:>9.2} {:>9.2} {:>8}  {verdict}{}",
+            "  {:>9} {:>10.1} {:>9.2} {:>9.2}{own} {:>8}  {verdict}{}",
             s.rate,
             s.result.achieved_rate,
             s.result.latency_ms.p50,
@@ -244,8 +260,8 @@ pub fn comparison(a: &TargetReport, b: &TargetReport) -> Vec<[String; 3]> {
             both(&|t| {
                 t.knee
                     .as_ref()
-                    .and_then(|k| k.step.as_ref()?.server.as_ref()?.whole.p99_ms)
-                    .map_or("–".into(), |p| format!("{p:.1} ms"))
+                    .and_then(|k| k.step.as_ref()?.server.as_ref()?.whole.p99_bucket())
+                    .map_or("–".into(), |p| format!("{p} ms"))
             }),
         ),
     ];

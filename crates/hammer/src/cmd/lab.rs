@@ -556,8 +556,8 @@ impl Observer for Display {
         let own = step
             .server
             .as_ref()
-            .and_then(|v| v.whole.p99_ms)
-            .map_or(String::new(), |p99| format!(" (service's own {p99:.2} ms)"));
+            .and_then(|v| v.whole.p99_bucket())
+            .map_or(String::new(), |p99| format!(" (service's own {p99} ms)"));
         self.line(&format!(
             "  {:>9} req/s: achieved {:.1}, p99 {:.2} ms{own}, {} failed: {verdict}",
             step.rate, step.result.achieved_rate, step.result.latency_ms.p99, step.result.failed
