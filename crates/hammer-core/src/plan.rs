@@ -282,6 +282,29 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// `--schedule`, `--ramp` and durations from any text, and from text
+        /// shaped like them with numbers of any size: a plan or an error,
+        /// never a panic; a plan's rates and lengths are finite.
+        #[test]
+        fn hostile_plans_are_errors(
+            any_text in ".{0,80}",
+            shaped in "[0-9.e+-]{0,12}(\\.\\.[0-9.e+-]{0,12})?:[0-9.e+-]{0,12}(ns|us|ms|s|m|h|d|y|)(,[0-9.e+-]{0,8}:[0-9]{0,6}s){0,3}",
+        ) {
+            for text in [any_text.as_str(), shaped.as_str()] {
+                for plan in [RatePlan::parse_schedule(text), RatePlan::parse_ramp(text)].into_iter().flatten() {
+                    for seg in &plan.segments {
+                        prop_assert!(seg.start_rate.is_finite() && seg.end_rate.is_finite(), "{text}");
+                    }
+                    let _ = (plan.cumulative(1.0), plan.time_of(10.0), plan.mean_rate());
+                }
+                let _ = parse_duration(text);
+            }
+        }
+    }
+
+    proptest! {
         #[test]
         fn time_of_inverts_cumulative(
             steps in prop::collection::vec((0.0f64..5000.0, 0.0f64..5000.0, 1u64..20_000), 1..5),

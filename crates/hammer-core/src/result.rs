@@ -198,18 +198,66 @@ pub fn encode_histogram(h: &Histogram<u64>) -> String {
     base64::engine::general_purpose::STANDARD.encode(buf)
 }
 
-/// Decodes [`encode_histogram`] output.
+/// Decodes [`encode_histogram`] output (or any HdrHistogram V2 data within
+/// [`checked_v2`]'s bounds).
 pub fn decode_histogram(text: &str, field: &'static str) -> Result<Histogram<u64>, ResultError> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(text)
         .map_err(|_| ResultError::Histogram { field })?;
+    let plain = checked_v2(&bytes).ok_or(ResultError::Histogram { field })?;
     let h: Histogram<u64> = Deserializer::new()
-        .deserialize(&mut bytes.as_slice())
+        .deserialize(&mut &plain[..])
         .map_err(|_| ResultError::Histogram { field })?;
     // Re-home into hammer's bounds so histograms from any source add up.
     let mut out = new_histogram();
     out.add(&h).map_err(|_| ResultError::Histogram { field })?;
     Ok(out)
+}
+
+/// HdrHistogram V2 cookies (uncompressed, and deflate-compressed).
+const V2_COOKIE: u32 = 0x1c84_9313;
+const V2_COMPRESSED_COOKIE: u32 = 0x1c84_9314;
+/// Largest decompressed histogram accepted (hammer's own are a few KiB).
+const MAX_HISTOGRAM_BYTES: u64 = 4 << 20;
+/// Bounds a histogram read from a file may declare: its counts array is
+/// sized by them (at these, about 3 MiB).
+const MAX_HIGHEST: u64 = 1 << 40;
+const MAX_DIGITS: u32 = 4;
+
+/// `bytes` as uncompressed HdrHistogram V2 data whose header is safe to
+/// hand to the deserializer, which trusts it: it sizes a buffer by the
+/// declared payload length (a 40-byte input declaring 4 GiB gets 4 GiB)
+/// and the counts by the declared bounds. None when the header does not
+/// fit the data or the bounds are beyond any latency histogram's; the
+/// compressed form is inflated here, at most 4 MiB of it.
+fn checked_v2(bytes: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
+    use std::io::Read as _;
+    let be32 = |b: &[u8], at: usize| Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?));
+    let be64 = |b: &[u8], at: usize| Some(u64::from_be_bytes(b.get(at..at + 8)?.try_into().ok()?));
+    let plain: std::borrow::Cow<'_, [u8]> = match be32(bytes, 0)? {
+        V2_COOKIE => bytes.into(),
+        V2_COMPRESSED_COOKIE => {
+            let len = usize::try_from(be32(bytes, 4)?).ok()?;
+            let deflated = bytes.get(8..8usize.checked_add(len)?)?;
+            let mut out = Vec::new();
+            flate2::read::ZlibDecoder::new(deflated)
+                .take(MAX_HISTOGRAM_BYTES + 1)
+                .read_to_end(&mut out)
+                .ok()?;
+            if out.len() as u64 > MAX_HISTOGRAM_BYTES {
+                return None;
+            }
+            out.into()
+        }
+        _ => return None,
+    };
+    // cookie, payload length, normalizing offset, digits (u32 each), lowest,
+    // highest (u64), integer-to-double ratio (f64): 40 bytes, then the payload.
+    let header_ok = be32(&plain, 0)? == V2_COOKIE
+        && usize::try_from(be32(&plain, 4)?).ok()? <= plain.len().checked_sub(40)?
+        && be32(&plain, 12)? <= MAX_DIGITS
+        && be64(&plain, 24)? <= MAX_HIGHEST;
+    header_ok.then_some(plain)
 }
 
 impl RunResult {
@@ -413,6 +461,100 @@ mod tests {
         assert_eq!(v["errors"]["timeout"], 0);
         // HDR resolution at 3 significant digits: within 0.1%.
         assert!((v["latency_ms"]["max"].as_f64().unwrap() - 3.0).abs() < 0.004);
+    }
+
+    /// V2 histogram bytes: header fields as given, then `payload`.
+    fn v2(payload_len: u32, digits: u32, low: u64, high: u64, payload: &[u8]) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend(V2_COOKIE.to_be_bytes());
+        b.extend(payload_len.to_be_bytes());
+        b.extend(0u32.to_be_bytes());
+        b.extend(digits.to_be_bytes());
+        b.extend(low.to_be_bytes());
+        b.extend(high.to_be_bytes());
+        b.extend(1.0f64.to_be_bytes());
+        b.extend_from_slice(payload);
+        b
+    }
+
+    fn deflated(plain: &[u8]) -> Vec<u8> {
+        use std::io::Write as _;
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        z.write_all(plain).unwrap();
+        let body = z.finish().unwrap();
+        let mut b = V2_COMPRESSED_COOKIE.to_be_bytes().to_vec();
+        b.extend((body.len() as u32).to_be_bytes());
+        b.extend(body);
+        b
+    }
+
+    /// The deserializer sizes its buffer by the payload length a file
+    /// declares and its counts by the declared bounds: 40 bytes declaring
+    /// 4 GiB, or a range up to 2^64 at 5 digits, are refused before it
+    /// sees them, compressed or not; hammer's own histograms still decode.
+    #[test]
+    fn a_histogram_header_cannot_make_the_decoder_allocate_what_it_declares() {
+        let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+        let hostile = [
+            v2(u32::MAX, 3, 1, 1000, &[]),
+            v2(8, 5, 1, u64::MAX, &[0; 8]),
+            v2(8, 9, 1, 1000, &[0; 8]),
+            deflated(&v2(u32::MAX, 3, 1, 1000, &[])),
+            deflated(&v2(
+                0,
+                3,
+                1,
+                1000,
+                &vec![0; (MAX_HISTOGRAM_BYTES + 1) as usize],
+            )),
+        ];
+        for (i, bytes) in hostile.iter().enumerate() {
+            assert!(checked_v2(bytes).is_none(), "hostile header {i} passed");
+            assert!(decode_histogram(&b64(bytes), "histogram").is_err(), "{i}");
+        }
+        let ours = result_of(&[1, 10, 100], 10.0);
+        assert_eq!(ours.latency_histogram().unwrap().len(), 3);
+        // A well-formed uncompressed histogram within the bounds decodes.
+        let mut plain = Vec::new();
+        hdrhistogram::serialization::V2Serializer::new()
+            .serialize(&ours.latency_histogram().unwrap(), &mut plain)
+            .unwrap();
+        assert_eq!(decode_histogram(&b64(&plain), "h").unwrap().len(), 3);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        /// Whatever a result file's histogram holds: an error, never a panic.
+        #[test]
+        fn hostile_histograms_are_errors(bytes in prop::collection::vec(any::<u8>(), 0..256), flip in any::<(usize, u8)>()) {
+            let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+            let _ = decode_histogram(&b64(&bytes), "h");
+            // One of hammer's own, with a byte changed.
+            let mut ours = base64::engine::general_purpose::STANDARD
+                .decode(result_of(&[1, 2, 3, 1000], 10.0).histogram)
+                .unwrap();
+            let at = flip.0 % ours.len();
+            ours[at] ^= flip.1;
+            let _ = decode_histogram(&b64(&ours), "h");
+        }
+
+        /// A result file with any byte changed: it does not parse, or it
+        /// merges (with itself) and is judged by an SLO, without a panic.
+        #[test]
+        fn hostile_result_files_are_errors(flips in prop::collection::vec(any::<(usize, u8)>(), 1..4)) {
+            let mut text = serde_json::to_string(&result_of(&[1, 20, 300, 4000], 10.0)).unwrap().into_bytes();
+            for (at, x) in flips {
+                let at = at % text.len();
+                text[at] ^= x;
+            }
+            if let Ok(r) = serde_json::from_slice::<RunResult>(&text) {
+                if let Ok(merged) = RunResult::merge(&[r.clone(), r]) {
+                    let slo = crate::slo::Slo::parse("p99<60ms,errors<1%").unwrap();
+                    let _ = slo.evaluate(&merged);
+                }
+            }
+        }
     }
 
     proptest! {

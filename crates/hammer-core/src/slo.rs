@@ -161,7 +161,31 @@ fn parse_check(text: &str) -> Result<Check, SloError> {
 mod tests {
     use super::*;
     use crate::recorder::Recorder;
+    use proptest::prelude::*;
     use std::time::Duration;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// `--slo` from any text, and from text shaped like it with numbers
+        /// of any size: an SLO or an error, never a panic; a parsed SLO
+        /// judges a run.
+        #[test]
+        fn hostile_slos_are_errors(
+            any_text in ".{0,80}",
+            shaped in "((p[0-9.e+-]{0,8}|errors|rate) ?[<>]=? ?[0-9.e+-]{0,14}(ms|s|us|%|/s|)( ?, ?)?){1,4}",
+        ) {
+            let mut r = Recorder::new();
+            r.record_send(Duration::ZERO, 10);
+            r.record_response(200, Duration::from_millis(5), Duration::from_millis(5), 10);
+            let run = RunResult::from_recorder(&r, Some(10.0), Duration::from_secs(1));
+            for text in [any_text.as_str(), shaped.as_str()] {
+                if let Ok(slo) = Slo::parse(text) {
+                    let _ = slo.evaluate(&run);
+                }
+            }
+        }
+    }
 
     #[test]
     fn parses_the_design_example() {

@@ -506,6 +506,9 @@ impl H2 {
     /// Decodes a header block for its `:status` (0 without one), keeping
     /// the HPACK table in step with the server's.
     fn decode(&mut self, block: &[u8]) -> Result<u16, ErrorKind> {
+        if !well_framed(block) {
+            return Err(ErrorKind::BadResponse);
+        }
         self.block_copy.clear();
         self.block_copy.extend_from_slice(block);
         self.fields.clear();
@@ -594,6 +597,64 @@ impl H2 {
         self.frame_head(4, WINDOW_UPDATE, 0, id);
         self.out.extend_from_slice(&n.to_be_bytes());
     }
+}
+
+/// Whether every representation in an HPACK header block is complete:
+/// each prefixed integer ends within five octets and each string's bytes
+/// are all there (RFC 7541, sections 5 and 6). Only the framing is checked,
+/// nothing is decoded; httlib-hpack indexes past the end of a truncated
+/// block (a literal whose value is missing panics it), so a server that
+/// sends one must get a connection error, not a panic.
+fn well_framed(block: &[u8]) -> bool {
+    /// The octets an integer with an `n`-bit prefix takes at `at`.
+    fn integer(block: &[u8], at: usize, n: u32) -> Option<(usize, u64)> {
+        let max = (1u64 << n) - 1;
+        let first = u64::from(*block.get(at)?) & max;
+        if first < max {
+            return Some((1, first));
+        }
+        let mut value = max;
+        for i in 1..=5 {
+            let b = *block.get(at + i)?;
+            value += u64::from(b & 0x7f) << (7 * (i - 1));
+            if b & 0x80 == 0 {
+                return Some((i + 1, value));
+            }
+        }
+        None
+    }
+    /// The octets a string literal takes at `at`.
+    fn string(block: &[u8], at: usize) -> Option<usize> {
+        let (n, len) = integer(block, at, 7)?;
+        let end = at.checked_add(n)?.checked_add(usize::try_from(len).ok()?)?;
+        (end <= block.len()).then_some(end - at)
+    }
+    let mut at = 0;
+    while at < block.len() {
+        let b = block[at];
+        let step = if b & 0x80 != 0 {
+            integer(block, at, 7).map(|(n, _)| n)
+        } else if b & 0x20 != 0 && b & 0x40 == 0 {
+            integer(block, at, 5).map(|(n, _)| n)
+        } else {
+            // A literal: 6-bit name index with incremental indexing, else 4.
+            let prefix = if b & 0x40 != 0 { 6 } else { 4 };
+            integer(block, at, prefix).and_then(|(n, index)| {
+                let name = if index == 0 {
+                    string(block, at + n)?
+                } else {
+                    0
+                };
+                let value = string(block, at + n + name)?;
+                Some(n + name + value)
+            })
+        };
+        match step {
+            Some(n) => at += n,
+            None => return false,
+        }
+    }
+    true
 }
 
 /// Whether the server at `addr` speaks HTTP/2 with prior knowledge (h2c):
@@ -752,6 +813,45 @@ mod tests {
                 Ended::Failed(_, kind) => Err(kind),
             })
             .collect()
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// A server that sends anything: frames of every type with any
+        /// flags, stream ids and payloads (HPACK blocks included), then raw
+        /// bytes, in any pieces: the connection fails or goes on, streams
+        /// end or wait; never a panic.
+        #[test]
+        fn hostile_frames_are_connection_errors(
+            frames in proptest::collection::vec(
+                (0u8..12, proptest::prelude::any::<u8>(), 0u32..9, proptest::collection::vec(proptest::prelude::any::<u8>(), 0..48)),
+                0..12,
+            ),
+            tail in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+            piece in 1usize..64,
+        ) {
+            let reqs = requests();
+            let mut h2 = H2::new(4);
+            h2.sent(h2.pending().len());
+            for _ in 0..4 {
+                h2.start(flight(), &reqs);
+            }
+            let mut bytes = Vec::new();
+            for (kind, flags, id, payload) in &frames {
+                bytes.extend(frame(*kind, *flags, *id, payload));
+            }
+            bytes.extend(&tail);
+            let mut ended = Vec::new();
+            for chunk in bytes.chunks(piece) {
+                if h2.receive(chunk, &reqs, &mut ended).is_err() {
+                    break;
+                }
+                let pending = h2.pending().len();
+                h2.sent(pending);
+            }
+            proptest::prop_assert!(ended.len() <= 4);
+        }
     }
 
     /// The frames a server sends, one by one and split at every byte: what

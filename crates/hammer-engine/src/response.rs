@@ -307,6 +307,54 @@ mod tests {
         keep_alive: true,
     });
 
+    /// Feeds `bytes` cut at `cuts` until the response ends or fails; the
+    /// reader's buffer never holds more than the head limit and a read.
+    fn feed_in_pieces(bytes: &[u8], cuts: &[usize], head: bool) -> Result<Feed, BadResponse> {
+        let mut cuts: Vec<usize> = cuts.iter().map(|&c| c.min(bytes.len())).collect();
+        cuts.sort_unstable();
+        cuts.push(bytes.len());
+        let mut r = ResponseReader::default();
+        let mut at = 0;
+        for cut in cuts {
+            let piece = &bytes[at..cut];
+            at = cut;
+            let fed = r.feed(piece, head);
+            assert!(r.pending.len() <= MAX_HEAD + bytes.len().min(1 << 16));
+            if !matches!(fed, Ok(Feed::More)) {
+                return fed;
+            }
+        }
+        Ok(Feed::More)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+
+        /// Any bytes in any pieces: a response, more to read, or a bad
+        /// response; never a panic.
+        #[test]
+        fn hostile_bytes_are_bad_responses(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..1024),
+            cuts in proptest::collection::vec(0usize..1024, 0..6),
+            head in proptest::prelude::any::<bool>(),
+        ) {
+            let _ = feed_in_pieces(&bytes, &cuts, head);
+        }
+
+        /// Responses shaped like HTTP, with numbers of any size where
+        /// numbers go (Content-Length past u64, chunk sizes past 2^64):
+        /// the same ending whatever pieces they come in, and no panic.
+        #[test]
+        fn a_response_ends_the_same_in_any_pieces(
+            text in "HTTP/1\\.[01] [0-9]{3} [A-Za-z]{0,6}\r\n((Content-Length: ?[0-9]{1,22}|Transfer-Encoding: (gzip, )?chunked|Connection: (close|keep-alive)|X-[a-z]{1,4}: [ -~]{0,12})\r\n){0,4}\r\n([0-9a-fA-F]{1,18}(;x=y)?\r\n[a-z]{0,24}\r\n){0,3}(0\r\n(T: v\r\n)?\r\n)?[a-z]{0,8}",
+            cuts in proptest::collection::vec(0usize..400, 0..6),
+        ) {
+            let whole = feed_in_pieces(text.as_bytes(), &[], false);
+            let split = feed_in_pieces(text.as_bytes(), &cuts, false);
+            proptest::prop_assert_eq!(whole, split, "{:?} cut at {:?}", text, cuts);
+        }
+    }
+
     #[test]
     fn content_length_in_one_piece_and_byte_by_byte() {
         let resp = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";

@@ -485,11 +485,30 @@ fn achieved_vs_offered(area: &Backend<'_>, steps: &[&StepRecord]) -> Result<()> 
     .map_err(plot_err)?;
     let ok = |s: &StepRecord| s.result.succeeded as f64 / s.result.duration_s.max(1e-9);
     let pts: Vec<(f64, f64)> = steps.iter().map(|s| (s.rate, ok(s))).collect();
-    c.draw_series(LineSeries::new(pts.clone(), PALETTE[0].stroke_width(2)))
+    let color = PALETTE[0];
+    c.draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
+        .map_err(plot_err)?
+        .label("answered, hammer")
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], color));
+    c.draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))
         .map_err(plot_err)?;
-    c.draw_series(pts.iter().map(|&p| Circle::new(p, 3, PALETTE[0].filled())))
-        .map_err(plot_err)?;
-    Ok(())
+    // The rate the service counted, from its /metrics.
+    let own: Vec<(f64, f64)> = steps
+        .iter()
+        .filter_map(|s| Some((s.rate, s.server.as_ref()?.whole.rate?)))
+        .collect();
+    if own.is_empty() {
+        return Ok(());
+    }
+    let color = PALETTE[4];
+    c.draw_series(
+        own.iter()
+            .map(|&p| TriangleMarker::new(p, 5, color.filled())),
+    )
+    .map_err(plot_err)?
+    .label("counted by the service")
+    .legend(move |(x, y)| TriangleMarker::new((x + 7, y), 5, color.filled()));
+    legend(&mut c)
 }
 
 fn errors_vs_rate(area: &Backend<'_>, steps: &[&StepRecord]) -> Result<()> {

@@ -188,7 +188,15 @@ fn the_lab_finds_a_known_capacity_over_h2c() {
     let dir = tempfile::tempdir().unwrap();
     let url = server.url("/");
     let report = lab(
-        &["--target", &url, "--http2", "--start-rate", "100"],
+        // No sweep: its closed loops open a connection each.
+        &[
+            "--target",
+            &url,
+            "--http2",
+            "--start-rate",
+            "100",
+            "--no-sweep",
+        ],
         dir.path(),
     );
     let found = capacity(&report["targets"][0]);

@@ -162,6 +162,32 @@ fn finite(name: &'static str, value: &str) -> Result<f64, ViewError> {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+
+        /// `/mandelbrot` queries from any text, and shaped like the real
+        /// ones with numbers of any size: a view or a 400's reason, never a
+        /// panic; an accepted view's work is within the limit and its
+        /// coordinates are finite. The find-by-age body likewise.
+        #[test]
+        fn hostile_queries_are_400s(
+            any_text in ".{0,120}",
+            shaped in "((width|height|iterations|x|y|scale|w)=[0-9.eE+%-]{0,24}&?){0,7}",
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+            shaped_body in "\\{ ?\"age\" ?: ?-?[0-9.eE+-]{0,30} ?\\}",
+        ) {
+            for text in [any_text.as_str(), shaped.as_str()] {
+                if let Ok(v) = View::from_params(hammer_diag::query::pairs(Some(text))) {
+                    let work = u64::from(v.width) * u64::from(v.height) * u64::from(v.iterations);
+                    proptest::prop_assert!(work <= MAX_WORK, "{text}: {work}");
+                    proptest::prop_assert!(v.x.is_finite() && v.y.is_finite() && v.scale.is_finite(), "{text}");
+                }
+            }
+            let _ = crate::service::parse_age(&body);
+            let _ = crate::service::parse_age(shaped_body.as_bytes());
+        }
+    }
+
     #[test]
     fn defaults_are_the_original_view() {
         let v = View::from_params([]).unwrap();
