@@ -28,6 +28,10 @@ pub enum ResultError {
     /// There was nothing to merge.
     #[error("no results to merge")]
     Empty,
+    /// Shard results that do not belong to one run: different shard
+    /// counts, a shard given twice, or shards mixed with whole runs.
+    #[error("{0}")]
+    Shards(String),
     /// A status code or error kind that hammer does not write.
     #[error("unknown {field} key {key:?}")]
     Key {
@@ -179,6 +183,22 @@ pub struct RunResult {
     /// Its histogram, same encoding.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub h2_settings_histogram: Option<String>,
+    /// Which shard of a sharded run this is (`hammer attack --shard I/N`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardOf>,
+    /// A merge of shards: the shards of the run that were not given (their
+    /// requests are missing from every figure).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing_shards: Vec<u64>,
+}
+
+/// One shard of a run that N generators share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardOf {
+    /// Which one, from 0.
+    pub index: u64,
+    /// How many share the run.
+    pub count: u64,
 }
 
 /// Percentiles and encoded histogram of a set-up time, when it has samples.
@@ -302,6 +322,8 @@ impl RunResult {
             bytes_in: rec.bytes_in(),
             bytes_out: rec.bytes_out(),
             slo: None,
+            shard: None,
+            missing_shards: Vec::new(),
             histogram: encode_histogram(rec.latency()),
             service_time_histogram: encode_histogram(rec.service_time()),
             schedule_lag_histogram: encode_histogram(rec.schedule_lag()),
@@ -411,8 +433,40 @@ impl RunResult {
             RunResult::from_recorder(&recorder, target, Duration::from_secs_f64(window))
                 .with_connections(connections);
         merged.mode = first.mode.clone();
+        merged.missing_shards = missing_shards(results)?;
         Ok(merged)
     }
+}
+
+/// The shards of the run `results` belong to that are not among them;
+/// an error when they cannot be one run's shards.
+fn missing_shards(results: &[RunResult]) -> Result<Vec<u64>, ResultError> {
+    let shards: Vec<ShardOf> = results.iter().filter_map(|r| r.shard).collect();
+    let Some(first) = shards.first() else {
+        return Ok(Vec::new());
+    };
+    if shards.len() != results.len() {
+        return Err(ResultError::Shards(
+            "some files are shards (--shard) and some whole runs: merge the shards of one run"
+                .into(),
+        ));
+    }
+    if let Some(other) = shards.iter().find(|s| s.count != first.count) {
+        return Err(ResultError::Shards(format!(
+            "shards of different runs: {}/{} and {}/{}",
+            first.index, first.count, other.index, other.count
+        )));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for s in &shards {
+        if !seen.insert(s.index) {
+            return Err(ResultError::Shards(format!(
+                "shard {}/{} is given twice",
+                s.index, s.count
+            )));
+        }
+    }
+    Ok((0..first.count).filter(|i| !seen.contains(i)).collect())
 }
 
 #[cfg(test)]
@@ -461,6 +515,31 @@ mod tests {
         assert_eq!(v["errors"]["timeout"], 0);
         // HDR resolution at 3 significant digits: within 0.1%.
         assert!((v["latency_ms"]["max"].as_f64().unwrap() - 3.0).abs() < 0.004);
+    }
+
+    #[test]
+    fn a_merge_of_shards_names_the_missing_ones_and_refuses_strangers() {
+        let shard = |index, count| RunResult {
+            shard: Some(ShardOf { index, count }),
+            ..result_of(&[100, 200], 10.0)
+        };
+        let merged = RunResult::merge(&[shard(0, 4), shard(3, 4), shard(1, 4)]).unwrap();
+        assert_eq!(merged.missing_shards, [2]);
+        assert_eq!(merged.shard, None);
+        assert_eq!(merged.requests, 6);
+        let all = RunResult::merge(&[shard(1, 2), shard(0, 2)]).unwrap();
+        assert!(all.missing_shards.is_empty());
+        let err = |r: &[RunResult]| RunResult::merge(r).unwrap_err().to_string();
+        assert!(err(&[shard(0, 2), shard(0, 2)]).contains("given twice"));
+        assert!(err(&[shard(0, 2), shard(1, 3)]).contains("different runs"));
+        assert!(err(&[shard(0, 2), result_of(&[1], 1.0)]).contains("whole runs"));
+        // Whole runs merge as before.
+        assert!(
+            RunResult::merge(&[result_of(&[1], 1.0), result_of(&[2], 1.0)])
+                .unwrap()
+                .missing_shards
+                .is_empty()
+        );
     }
 
     /// V2 histogram bytes: header fields as given, then `payload`.

@@ -15,6 +15,14 @@ const BAR_WIDTH: f64 = 40.0;
 pub fn render(run: &RunResult, title: &str) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{title}\n");
+    if !run.missing_shards.is_empty() {
+        let missing: Vec<String> = run.missing_shards.iter().map(u64::to_string).collect();
+        let _ = writeln!(
+            out,
+            "  INCOMPLETE: shard(s) {} missing; every figure below lacks their requests\n",
+            missing.join(", ")
+        );
+    }
     let target = run
         .target_rate
         .map(|t| format!(" (target {t:.1}/s)"))

@@ -204,7 +204,7 @@ Latency is measured from the time each request was due (open loop), so a
 stalled server cannot hide behind a stalled generator. Service time is
 measured from the actual send, schedule lag is the difference.
 
-Exit codes: 0 done, 1 runtime failure, 2 bad input, 3 SLO violated, 130 interrupted.";
+Exit codes: 0 done, 1 runtime failure, 2 bad input, 3 SLO violated, 4 (hammer report) a shard missing, 130 interrupted.";
 
 /// Flags of `hammer attack`.
 #[derive(Debug, Args)]
@@ -352,7 +352,9 @@ pub struct AttackArgs {
 /// Flags of `hammer report`.
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// Result files written by `hammer attack -o`.
+    /// Result files written by `hammer attack -o`. The shards of one run
+    /// (`--shard I/N`) merge exactly; with one missing, the report says
+    /// which and exits 4, so a CI gate cannot pass on part of a run.
     #[arg(required = true, value_name = "RESULT.json")]
     pub files: Vec<PathBuf>,
 

@@ -12,7 +12,7 @@ use super::progress::{Goal, Progress};
 use anyhow::{Context, Result};
 use hammer_core::pacer::{Arrivals, Limit, Share};
 use hammer_core::plan::RatePlan;
-use hammer_core::result::RunResult;
+use hammer_core::result::{RunResult, ShardOf};
 use hammer_core::slo::Slo;
 use hammer_core::targets::{parse_header, parse_targets, Target};
 use hammer_engine::limits;
@@ -51,6 +51,11 @@ pub fn run(args: AttackArgs) -> Result<Exit> {
     let (stop, interrupted) = super::on_ctrl_c();
 
     let mut progress = Progress::new(attack.goal, args.quiet);
+    // A shard says which, so a merge can tell when one is missing.
+    let shard_of = args.shard.is_some().then_some(ShardOf {
+        index: attack.config.shard.first,
+        count: attack.config.shard.stride,
+    });
     let run = Run::start(attack.config, stop).context("starting workers")?;
     let outcome = watch(run, &mut progress, args.hdr_log.as_deref())?;
     progress.finish();
@@ -58,6 +63,7 @@ pub fn run(args: AttackArgs) -> Result<Exit> {
     let mut result =
         RunResult::from_recorder(&outcome.recorder, attack.target_rate, outcome.window)
             .with_connections(outcome.connections);
+    result.shard = shard_of;
     if let Some(slo) = &attack.slo {
         result.slo = Some(slo.evaluate(&result)?);
     }

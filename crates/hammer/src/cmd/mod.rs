@@ -67,6 +67,8 @@ pub enum Exit {
     Ok = 0,
     /// The SLO was violated.
     SloViolated = 3,
+    /// `hammer report` merged the shards of a run with some missing.
+    Incomplete = 4,
     /// Stopped by Ctrl-C.
     Interrupted = 130,
 }

@@ -52,12 +52,22 @@ pub fn run(args: ReportArgs) -> Result<Exit> {
     if let Some(slo) = &slo {
         merged.slo = Some(slo.evaluate(&merged).context("judging the SLO")?);
     }
+    let incomplete = !merged.missing_shards.is_empty();
     match args.format {
         Format::Json => print_stdout(&(serde_json::to_string_pretty(&merged)? + "\n"))?,
         Format::Text => {
             let title = format!("hammer report: {} result file(s) merged", results.len());
             print_stdout(&text::render(&merged, &title))?;
         }
+    }
+    if incomplete {
+        // Said last, on stderr too: a CI gate must not pass on part of a run.
+        eprintln!(
+            "incomplete: shard(s) {} of {} missing; every figure above lacks their requests",
+            list(&merged.missing_shards),
+            results.first().and_then(|r| r.shard).map_or(0, |s| s.count)
+        );
+        return Ok(Exit::Incomplete);
     }
     Ok(match &merged.slo {
         Some(s) if !s.passed => Exit::SloViolated,
@@ -80,4 +90,13 @@ fn lab_report(lab: &LabReport, args: &ReportArgs) -> Result<Exit> {
         }
     }
     Ok(Exit::Ok)
+}
+
+/// `1, 3` for the shard list.
+fn list(shards: &[u64]) -> String {
+    shards
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
