@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Throughput cost of hammer-diag's middleware: the same /hello handler served
 # by bare `axum::serve` and by hammer-diag (request logs off with
-# RUST_LOG=warn; the same while a 99 Hz CPU profile runs; request logs on at
-# info, written to a file).
+# RUST_LOG=warn; the same with the clients sending an x-request-id that
+# hammer-diag echoes, which is what a request ID costs apart from its log
+# line; the same while a 99 Hz CPU profile runs; request logs on at info,
+# written to a file).
 #
 # Side by side, at the same time: each round starts bare axum and one
 # hammer-diag variant together, both pinned to core 0, and loads each with
@@ -32,7 +34,7 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; } # user + system time
 
 wait_up() { for _ in $(seq 100); do curl -sf "http://127.0.0.1:$1/hello" >/dev/null && return; sleep 0.05; done; }
 
-pair() { # NAME RUST_LOG [profile] [LOG_FORMAT LOG_REQUESTS]: bare axum and hammer-diag, loaded at once
+pair() { # NAME RUST_LOG [profile] [LOG_FORMAT LOG_REQUESTS] [ID]: bare axum and hammer-diag, loaded at once; ID: clients send x-request-id
   local p1 p2 d2 a b
   p1=$(free_port); p2=$(free_port); d2=$(free_port)
   RUST_LOG=warn taskset -c 0 "$SERVER" plain "127.0.0.1:$p1" 2>> "$work/server.log" &
@@ -46,9 +48,11 @@ pair() { # NAME RUST_LOG [profile] [LOG_FORMAT LOG_REQUESTS]: bare axum and hamm
   fi
   local a0 b0
   a0=$(cpu_ticks "$a"); b0=$(cpu_ticks "$b")
-  taskset -c 1 "$HAMMER" attack -q --format json -c 50 -d "${DURATION}s" "http://127.0.0.1:$p1/hello" > "$work/a.json" &
+  local id=()
+  [ -n "${6:-}" ] && id=(-H "x-request-id: 0123456789abcdef")
+  taskset -c 1 "$HAMMER" attack -q --format json -c 50 -d "${DURATION}s" "${id[@]}" "http://127.0.0.1:$p1/hello" > "$work/a.json" &
   local load=$!
-  taskset -c 1 "$HAMMER" attack -q --format json -c 50 -d "${DURATION}s" "http://127.0.0.1:$p2/hello" > "$work/b.json"
+  taskset -c 1 "$HAMMER" attack -q --format json -c 50 -d "${DURATION}s" "${id[@]}" "http://127.0.0.1:$p2/hello" > "$work/b.json"
   wait "$load"
   local a1 b1
   a1=$(cpu_ticks "$a"); b1=$(cpu_ticks "$b")
@@ -65,6 +69,7 @@ PY
 
 for _ in $(seq "$REPEAT"); do
   pair diag-nolog warn
+  pair diag-echo warn "" text end id
   pair diag-profiled warn profile
   pair diag-log info "" text end
   pair diag-json info "" json end
@@ -77,6 +82,7 @@ for line in open(sys.argv[1]):
     name, ra, rb, ca, cb, failed = line.split()
     rows.setdefault(name, []).append((float(ra), float(rb), float(ca), float(cb), int(failed)))
 labels = {"diag-nolog": "hammer-diag, RUST_LOG=warn",
+          "diag-echo": "RUST_LOG=warn, client's ID echoed",
           "diag-profiled": "hammer-diag, during 99 Hz profile",
           "diag-log": "request logs on (end line)",
           "diag-json": "request logs on, JSON",
