@@ -74,6 +74,10 @@ fn a_histogram_header_cannot_make_the_decoder_allocate_what_it_declares() {
         ),
         ("range to 2^64 at 5 digits", header(0, 5, u64::MAX)),
         (
+            "9 significant digits",
+            [header(8, 9, 1_000_000), vec![0; 8]].concat(),
+        ),
+        (
             "a deflate bomb",
             deflated(&[header(0, 3, 1_000_000), vec![0; 64 << 20]].concat()),
         ),
@@ -89,4 +93,21 @@ fn a_histogram_header_cannot_make_the_decoder_allocate_what_it_declares() {
             bytes.len()
         );
     }
+}
+
+/// Within the bounds, histograms still decode: hammer's own (compressed)
+/// and one written uncompressed by another tool.
+#[test]
+fn histograms_within_the_bounds_decode() {
+    use hdrhistogram::serialization::{Serializer as _, V2Serializer};
+    let mut h = hammer_core::recorder::new_histogram();
+    for v in [1, 10, 100] {
+        h.record(v).unwrap();
+    }
+    let ours = hammer_core::result::encode_histogram(&h);
+    assert_eq!(decode_histogram(&ours, "h").unwrap().len(), 3);
+    let mut plain = Vec::new();
+    V2Serializer::new().serialize(&h, &mut plain).unwrap();
+    let text = base64::engine::general_purpose::STANDARD.encode(&plain);
+    assert_eq!(decode_histogram(&text, "h").unwrap().len(), 3);
 }

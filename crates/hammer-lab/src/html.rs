@@ -247,19 +247,7 @@ fn target(h: &mut String, t: &TargetReport, dir: &Path) -> Result<()> {
             let _ = write!(h, "<h3>At the knee: {} req/s</h3>", k.rate);
         }
         if let Some(f) = &k.flamegraph_file {
-            let svg = std::fs::read_to_string(dir.join(f)).map_err(|source| LabError::Read {
-                path: dir.join(f),
-                source,
-            })?;
-            // A document of its own inside the page (srcdoc: data: URLs
-            // are capped at 2 MB), so the flame graph's script and ids cannot
-            // clash with the page's (two with --compare).
-            let doc = format!("<style>body{{margin:0}}svg{{width:100%;height:auto}}</style>{svg}");
-            let _ = write!(
-                h,
-                "<iframe class=flame title=\"flame graph\" srcdoc=\"{}\"></iframe>",
-                esc(&doc)
-            );
+            embed_svg(h, dir, f, "flame graph")?;
         }
         if let Some(line) = super::summary::why_line(k) {
             let _ = write!(h, "<p><b>Why:</b> {}.</p>", esc(&line));
@@ -289,17 +277,8 @@ fn target(h: &mut String, t: &TargetReport, dir: &Path) -> Result<()> {
         ];
         for (file, title, caption) in graphs {
             let Some(f) = file else { continue };
-            let svg = std::fs::read_to_string(dir.join(f)).map_err(|source| LabError::Read {
-                path: dir.join(f),
-                source,
-            })?;
-            let doc = format!("<style>body{{margin:0}}svg{{width:100%;height:auto}}</style>{svg}");
-            let _ = write!(
-                h,
-                "<p>{}</p><iframe class=flame title=\"{title}\" srcdoc=\"{}\"></iframe>",
-                esc(&caption),
-                esc(&doc)
-            );
+            let _ = write!(h, "<p>{}</p>", esc(&caption));
+            embed_svg(h, dir, f, title)?;
         }
         if !k.top.is_empty() {
             h.push_str("<table><tr><th>self %</th><th>total %</th><th>function</th></tr>");
@@ -361,14 +340,39 @@ fn chart(
     Ok(())
 }
 
+/// Embeds the SVG file `name` of the report directory as a document of its
+/// own inside the page (srcdoc: data: URLs are capped at 2 MB), so a flame
+/// graph's script and ids cannot clash with the page's (two with --compare).
+fn embed_svg(h: &mut String, dir: &Path, name: &str, title: &str) -> Result<()> {
+    let svg = std::fs::read_to_string(dir.join(name)).map_err(|source| LabError::Read {
+        path: dir.join(name),
+        source,
+    })?;
+    let doc = format!("<style>body{{margin:0}}svg{{width:100%;height:auto}}</style>{svg}");
+    let _ = write!(
+        h,
+        "<iframe class=flame title=\"{title}\" srcdoc=\"{}\"></iframe>",
+        esc(&doc)
+    );
+    Ok(())
+}
+
 /// The series' names in a box at the top left.
 fn legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
     c: &mut ChartContext<'a, DB, CT>,
 ) -> Result<()> {
+    legend_at(c, SeriesLabelPosition::UpperLeft)
+}
+
+/// The series' names in a box at `position`.
+fn legend_at<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
+    c: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
+) -> Result<()> {
     c.configure_series_labels()
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperLeft)
+        .position(position)
         .draw()
         .map_err(plot_err)
 }
@@ -642,12 +646,7 @@ fn usl_curve(area: &Backend<'_>, sw: &crate::sweep::Sweep) -> Result<()> {
     .label("measured")
     .legend(move |(x, y)| Circle::new((x + 7, y), 4, color.filled()));
     // The points rise from the left: the legend goes below them.
-    c.configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::LowerRight)
-        .draw()
-        .map_err(plot_err)
+    legend_at(&mut c, SeriesLabelPosition::LowerRight)
 }
 
 /// Escapes text for HTML content and attribute values.

@@ -63,7 +63,7 @@ impl Lab {
             about,
             target,
             diagnostics,
-            scrape: Scrape::Each,
+            scrape: true,
             scrape_failures: None,
             observer,
             report: TargetReport {
@@ -111,21 +111,13 @@ struct Method<'a> {
     about: &'a About,
     target: &'a dyn Target,
     diagnostics: Option<&'a dyn Diagnostics>,
-    /// Whether steps scrape the service's `/metrics`.
-    scrape: Scrape,
+    /// Whether steps scrape the service's `/metrics` (no longer once it
+    /// turned out to have no such histogram, said in a note).
+    scrape: bool,
     /// Steps whose first scrape failed: how many, the first one's rate and why.
     scrape_failures: Option<(usize, f64, String)>,
     observer: &'a mut dyn Observer,
     report: TargetReport,
-}
-
-/// Whether the service's own view is scraped, and why not.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Scrape {
-    /// Each step.
-    Each,
-    /// No longer: its `/metrics` has no such histogram (said in a note).
-    Never,
 }
 
 impl Method<'_> {
@@ -540,7 +532,7 @@ impl Method<'_> {
         let observer = &mut *self.observer;
         let target = self.target;
         let stop = &self.lab.stop;
-        let diagnostics = self.diagnostics.filter(|_| self.scrape == Scrape::Each);
+        let diagnostics = self.diagnostics.filter(|_| self.scrape);
         let (result, scraped) = std::thread::scope(|scope| {
             let (done, finished) = std::sync::mpsc::channel::<()>();
             let scraper = diagnostics.map(|d| {
@@ -561,7 +553,7 @@ impl Method<'_> {
         let server = match scraped {
             Some(Ok(samples)) => ServerView::from_samples(&samples),
             Some(Err(Scraped::NoHistogram)) => {
-                self.scrape = Scrape::Never;
+                self.scrape = false;
                 self.report.notes.push(format!(
                     "no server-side view: the service's /metrics has no {} histogram \
                      (name the one it has with --server-histogram)",
