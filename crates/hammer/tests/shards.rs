@@ -57,6 +57,51 @@ fn report(files: &[PathBuf], extra: &[&str]) -> std::process::Output {
     hammer(&args, LIMIT)
 }
 
+/// One process running `-r 400 -n 1200`, then the same plan in four
+/// shards: the single result, the merge, and the shards' files.
+fn single_and_sharded(
+    dir: &Path,
+    url: &str,
+) -> (serde_json::Value, serde_json::Value, Vec<PathBuf>) {
+    let single = dir.join("single.json");
+    let out = hammer(
+        &[
+            "attack",
+            "-q",
+            "-r",
+            "400",
+            "-n",
+            "1200",
+            "-o",
+            single.to_str().unwrap(),
+            url,
+        ],
+        LIMIT,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let single = serde_json::from_str(&std::fs::read_to_string(&single).unwrap()).unwrap();
+    for child in shards(dir, url, "1200") {
+        let out = wait_limited(child, LIMIT);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let files: Vec<PathBuf> = (0..4).map(|i| shard_file(dir, i)).collect();
+    let out = report(&files, &["--format", "json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (single, json(&out), files)
+}
+
 fn json(out: &std::process::Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("the merged result")
 }
@@ -70,62 +115,52 @@ fn four_shards_merge_into_the_plan_and_a_missing_one_is_named() {
     let url = server.url("/");
     let dir = tempfile::tempdir().unwrap();
 
-    let single = dir.path().join("single.json");
-    let out = hammer(
-        &[
-            "attack",
-            "-q",
-            "-r",
-            "400",
-            "-n",
-            "1200",
-            "-o",
-            single.to_str().unwrap(),
-            &url,
-        ],
-        LIMIT,
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let single: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&single).unwrap()).unwrap();
-
-    for child in shards(dir.path(), &url, "1200") {
-        let out = wait_limited(child, LIMIT);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+    // Two separate runs of a sleep-bound handler agree within 5% unless
+    // the machine stalls one of them (a CI neighbour once doubled a
+    // single run's p50): up to three pairs, one of which must agree. The
+    // merge's own exactness is the histogram property test's; here every
+    // pair must also hold what a merge cannot break: each merged
+    // percentile lies between the shards' own.
+    let mut disagreements = Vec::new();
+    let mut files = Vec::new();
+    let mut agreed = false;
+    for _ in 0..3 {
+        let (single, merged, pair) = single_and_sharded(dir.path(), &url);
+        // The plan, exactly: every request once, the shards' rates adding up.
+        assert_eq!(merged["requests"], 1200);
+        assert_eq!(merged["target_rate"], 400.0);
+        assert!(merged.get("missing_shards").is_none(), "{merged}");
+        let mut agree = true;
+        for q in ["p50", "p90", "p99"] {
+            let m = merged["latency_ms"][q].as_f64().unwrap();
+            let each: Vec<f64> = pair
+                .iter()
+                .map(|f| {
+                    let v: serde_json::Value =
+                        serde_json::from_str(&std::fs::read_to_string(f).unwrap()).unwrap();
+                    v["latency_ms"][q].as_f64().unwrap()
+                })
+                .collect();
+            let (lo, hi) = each
+                .iter()
+                .fold((f64::MAX, f64::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+            assert!(
+                lo <= m && m <= hi && m >= 20.0,
+                "{q}: merged {m} ms outside the shards' {each:?}"
+            );
+            let s = single["latency_ms"][q].as_f64().unwrap();
+            if q != "p99" && (m - s).abs() > 0.05 * s {
+                agree = false;
+                disagreements.push(format!("{q}: merged {m} ms, one process {s} ms"));
+            }
+        }
+        files = pair;
+        if agree {
+            agreed = true;
+            break;
+        }
     }
-    let files: Vec<PathBuf> = (0..4).map(|i| shard_file(dir.path(), i)).collect();
-    let out = report(&files, &["--format", "json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let merged = json(&out);
-    // The plan, exactly: every request once, the shards' rates adding up.
-    assert_eq!(merged["requests"], 1200);
-    assert_eq!(merged["target_rate"], 400.0);
-    assert!(merged.get("missing_shards").is_none(), "{merged}");
-    // The same latency as one process running the plan (separate runs of
-    // a sleep-bound handler: within 5%, not the merge's own exactness,
-    // which the histogram property test proves).
-    for q in ["p50", "p90"] {
-        let (a, b) = (
-            merged["latency_ms"][q].as_f64().unwrap(),
-            single["latency_ms"][q].as_f64().unwrap(),
-        );
-        assert!(
-            (a - b).abs() <= 0.05 * b,
-            "{q}: merged {a} ms, one process {b} ms"
-        );
-    }
+    assert!(agreed, "no pair of runs agreed: {disagreements:?}");
     // The SLO is judged on the whole run.
     assert_eq!(report(&files, &["--slo", "p99<1ms"]).status.code(), Some(3));
     assert_eq!(report(&files, &["--slo", "p99<1s"]).status.code(), Some(0));
