@@ -162,6 +162,22 @@ impl RatePlan {
         }
     }
 
+    /// `λ(t)`: the rate the plan asks for `t` seconds in; 0 past its end.
+    pub fn rate_at(&self, t: f64) -> f64 {
+        let mut start = 0.0;
+        for s in &self.segments {
+            let len = s.len_s();
+            if t < start + len {
+                if s.start_rate == s.end_rate || !len.is_finite() {
+                    return s.start_rate;
+                }
+                return s.start_rate + (s.end_rate - s.start_rate) * (t - start) / len;
+            }
+            start += len;
+        }
+        0.0
+    }
+
     /// `Λ(t)`: how many requests are due in the first `t` seconds.
     pub fn cumulative(&self, t: f64) -> f64 {
         let mut start = 0.0;
@@ -256,6 +272,11 @@ mod tests {
         assert!((plan.cumulative(60.0) - 60_000.0).abs() < 1e-6);
         let half = plan.time_of(30_000.0).unwrap().as_secs_f64();
         assert!((half - 60.0 / 2f64.sqrt()).abs() < 1e-6, "{half}");
+        // λ is Λ's slope: 1000/s halfway, none past the end.
+        assert_eq!(plan.rate_at(30.0), 1000.0);
+        assert_eq!(plan.rate_at(60.0), 0.0);
+        let steps = RatePlan::parse_schedule("50:30s,500:30s").unwrap();
+        assert_eq!((steps.rate_at(0.0), steps.rate_at(45.0)), (50.0, 500.0));
     }
 
     #[test]

@@ -83,6 +83,7 @@ pub use logging::{
     RequestLogs,
 };
 use metrics::Metrics;
+pub use metrics::LATENCY_BUCKETS;
 use middleware::install_panic_hook;
 pub use middleware::{error_response, REQUEST_ID};
 pub use serve::Shutdown;
@@ -177,6 +178,16 @@ impl Diag {
             .route("/metrics", get(routes::metrics))
             .route("/connections", get(routes::connections))
             .with_state(self.shared.clone())
+    }
+
+    /// Adds the service's own metrics (a database pool's, a queue's) to
+    /// `/metrics`. A collector is read at each scrape, so one that reads
+    /// its figures in `collect` costs nothing between scrapes.
+    pub fn register(
+        &self,
+        collector: Box<dyn prometheus::core::Collector>,
+    ) -> Result<(), prometheus::Error> {
+        self.shared.metrics.register(collector)
     }
 
     /// Whether the service is serving and not draining (what `/readyz` says).

@@ -180,6 +180,14 @@ impl Metrics {
         &self.in_flight
     }
 
+    /// Adds a collector of the service's own.
+    pub fn register(
+        &self,
+        collector: Box<dyn prometheus::core::Collector>,
+    ) -> Result<(), prometheus::Error> {
+        self.registry.register(collector)
+    }
+
     /// Counts an accepted connection.
     pub fn accepted(&self) {
         self.connections_accepted.inc();

@@ -63,7 +63,7 @@ mod worker;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -74,7 +74,7 @@ use hammer_core::result::Connections;
 
 use request::Prepared;
 use tls::Tls;
-use worker::{WorkerConfig, WorkerReport};
+use worker::{Shared, WorkerConfig, WorkerReport};
 
 /// How requests are paced.
 #[derive(Debug, Clone)]
@@ -144,6 +144,18 @@ pub struct Interval {
     pub len: Duration,
 }
 
+/// A running engine's gauges, as its workers last handed them over (every
+/// 100 ms); zero once a worker has finished.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Gauges {
+    /// Connections open.
+    pub open: u64,
+    /// Requests sent and not yet ended.
+    pub in_flight: u64,
+    /// Connections opened since the start.
+    pub opened: u64,
+}
+
 /// The intervals of a run ([`Run::intervals`]); ends after the workers do.
 pub struct Intervals<'a> {
     run: &'a Run,
@@ -185,7 +197,7 @@ struct Work<'a> {
     cfg: WorkerConfig,
     limit: Limit,
     share: Share,
-    shared: &'a Mutex<Recorder>,
+    shared: &'a Shared,
     stop: &'a AtomicBool,
 }
 
@@ -201,7 +213,7 @@ pub struct Run {
     start: Instant,
     warmup: Duration,
     stop: Arc<AtomicBool>,
-    intervals: Arc<Vec<Mutex<Recorder>>>,
+    shared: Arc<Vec<Shared>>,
     handles: Vec<JoinHandle<std::io::Result<WorkerReport>>>,
     closed: bool,
 }
@@ -224,8 +236,7 @@ impl Run {
         let workers = cfg.workers.min(cfg.connections).max(1);
         let start = Instant::now() + LEAD_IN;
         let requests: Arc<[Prepared]> = std::mem::take(&mut cfg.requests).into();
-        let intervals: Arc<Vec<Mutex<Recorder>>> =
-            Arc::new((0..workers).map(|_| Mutex::new(Recorder::new())).collect());
+        let shared: Arc<Vec<Shared>> = Arc::new((0..workers).map(|_| Shared::default()).collect());
         let mut handles = Vec::with_capacity(workers);
         for i in 0..workers {
             let share = cfg.shard.split(i as u64, workers as u64);
@@ -252,7 +263,7 @@ impl Run {
                 first_request: i % requests.len(),
             };
             let (mode, limit) = (cfg.mode.clone(), cfg.limit);
-            let (intervals, stop) = (intervals.clone(), stop.clone());
+            let (shared, stop) = (shared.clone(), stop.clone());
             let handle = std::thread::Builder::new()
                 .name(format!("hammer-worker-{i}"))
                 .spawn(move || {
@@ -260,7 +271,7 @@ impl Run {
                         cfg: wcfg,
                         limit,
                         share,
-                        shared: &intervals[i],
+                        shared: &shared[i],
                         stop: &stop,
                     };
                     match mode {
@@ -281,7 +292,7 @@ impl Run {
             start,
             warmup: cfg.warmup,
             stop,
-            intervals,
+            shared,
             handles,
             closed,
         })
@@ -323,12 +334,21 @@ impl Run {
     /// their measurements every 100 ms).
     pub fn take_interval(&self) -> Recorder {
         let mut merged = Recorder::new();
-        for m in self.intervals.iter() {
-            let mut r = m.lock().unwrap_or_else(|e| e.into_inner());
+        for m in self.shared.iter() {
+            let mut r = m.recorder.lock().unwrap_or_else(|e| e.into_inner());
             merged.add(&r);
             r.clear();
         }
         merged
+    }
+
+    /// The workers' gauges as last handed over, summed.
+    pub fn gauges(&self) -> Gauges {
+        let mut g = Gauges::default();
+        for w in self.shared.iter() {
+            w.add_gauges(&mut g);
+        }
+        g
     }
 
     /// Waits for the workers and merges what they measured.

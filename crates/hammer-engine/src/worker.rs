@@ -18,7 +18,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -70,6 +70,32 @@ pub struct WorkerConfig {
     pub measure_from: Option<Instant>,
     /// Index of this worker's first request in `requests`.
     pub first_request: usize,
+}
+
+/// What a worker hands over while it runs, every [`FLUSH_EVERY`]: its
+/// measurements since the last hand-over, and its gauges as they were then.
+#[derive(Default)]
+pub struct Shared {
+    /// Measurements not yet taken by [`crate::Run::take_interval`].
+    pub recorder: Mutex<Recorder>,
+    open: AtomicU64,
+    in_flight: AtomicU64,
+    opened: AtomicU64,
+}
+
+impl Shared {
+    fn publish(&self, open: u64, in_flight: u64, opened: u64) {
+        self.open.store(open, Ordering::Relaxed);
+        self.in_flight.store(in_flight, Ordering::Relaxed);
+        self.opened.store(opened, Ordering::Relaxed);
+    }
+
+    /// Adds this worker's gauges to `to`.
+    pub fn add_gauges(&self, to: &mut crate::Gauges) {
+        to.open += self.open.load(Ordering::Relaxed);
+        to.in_flight += self.in_flight.load(Ordering::Relaxed);
+        to.opened += self.opened.load(Ordering::Relaxed);
+    }
 }
 
 /// What a worker measured.
@@ -124,7 +150,7 @@ struct Worker<P> {
 pub fn run<P: Pacer>(
     cfg: WorkerConfig,
     pacer: Limited<P>,
-    shared: &Mutex<Recorder>,
+    shared: &Shared,
     stop: &AtomicBool,
 ) -> io::Result<WorkerReport> {
     let poll = Poll::new()?;
@@ -155,6 +181,8 @@ pub fn run<P: Pacer>(
         holds: Holds::default(),
     };
     let send_stop = w.run_loop(shared, stop)?;
+    // Its connections close as it returns.
+    shared.publish(0, 0, w.opened);
     Ok(WorkerReport {
         recorder: w.total,
         send_stop,
@@ -165,7 +193,7 @@ pub fn run<P: Pacer>(
 }
 
 impl<P: Pacer> Worker<P> {
-    fn run_loop(&mut self, shared: &Mutex<Recorder>, stop: &AtomicBool) -> io::Result<Instant> {
+    fn run_loop(&mut self, shared: &Shared, stop: &AtomicBool) -> io::Result<Instant> {
         let mut events = Events::with_capacity(1024);
         let sweep_every = (self.cfg.timeout.min(self.cfg.connect_timeout) / 10)
             .clamp(Duration::from_millis(1), Duration::from_millis(10));
@@ -673,10 +701,12 @@ impl<P: Pacer> Worker<P> {
         }
     }
 
-    fn flush(&mut self, shared: &Mutex<Recorder>) {
+    fn flush(&mut self, shared: &Shared) {
         self.warmup.clear();
         self.total.add(&self.interval);
+        shared.publish(self.conns.len() as u64, self.busy as u64, self.opened);
         shared
+            .recorder
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .add(&self.interval);

@@ -12,7 +12,7 @@ use hammer_core::result::{quantile_ms, RunResult};
 use serde::{Deserialize, Serialize};
 
 use hammer_engine::request::Prepared;
-use hammer_engine::{Config, Mode, Run};
+use hammer_engine::{Config, Gauges, Interval, Mode, Run};
 
 use crate::Target;
 
@@ -29,6 +29,13 @@ pub struct Tick {
     pub p99_ms: f64,
     /// Failed requests in the interval.
     pub errors: u64,
+}
+
+/// Sees every measured second of every step as it runs (hammer's
+/// `--metrics-listen`).
+pub trait Watcher: Send + Sync + std::fmt::Debug {
+    /// One interval; `target_rate` is the step's rate (`None`: closed loop).
+    fn interval(&self, interval: &Interval, gauges: Gauges, target_rate: Option<f64>);
 }
 
 /// Where and how to send a step's requests.
@@ -48,6 +55,8 @@ pub struct Load {
     pub tls: Option<hammer_engine::tls::Tls>,
     /// HTTP/2, with at most this many requests per connection.
     pub h2_streams: Option<usize>,
+    /// Sees each step's intervals as they are measured.
+    pub watcher: Option<Arc<dyn Watcher>>,
 }
 
 impl Target for Load {
@@ -84,6 +93,11 @@ impl Target for Load {
             ..config(self, 1.0, warmup, measure).ok()?
         };
         Some(Run::start(config, stop.clone()).and_then(|run| {
+            if let Some(w) = &self.watcher {
+                for interval in run.intervals(Duration::from_secs(1)) {
+                    w.interval(&interval, run.gauges(), None);
+                }
+            }
             let outcome = run.join()?;
             Ok(RunResult::from_recorder(
                 &outcome.recorder,
@@ -109,6 +123,9 @@ pub fn run_step(
     // so the measured part starts with the pool the rate needs.
     let run = Run::start(config(load, rate, warmup, measure)?, stop.clone())?;
     for interval in run.intervals(Duration::from_secs(1)) {
+        if let Some(w) = &load.watcher {
+            w.interval(&interval, run.gauges(), Some(rate));
+        }
         let recorder = &interval.recorder;
         if recorder.completed() > 0 {
             let t = Tick {

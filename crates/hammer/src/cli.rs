@@ -146,6 +146,15 @@ pub struct LabArgs {
     /// Report directory.
     #[arg(short, long, default_value = "lab-report")]
     pub out: PathBuf,
+    /// Serve hammer's live measurements of every step as Prometheus text
+    /// on ADDR (GET /metrics), as `hammer attack --metrics-listen` does.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
+    /// With --metrics-listen: after the run, wait up to this long for one
+    /// more scrape, so the run's last second reaches Prometheus before
+    /// hammer exits (0s: exit at once).
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub metrics_linger: Duration,
     /// No progress display.
     #[arg(short, long)]
     pub quiet: bool,
@@ -321,6 +330,21 @@ pub struct AttackArgs {
     /// Write an HdrHistogram interval log (one latency histogram per second).
     #[arg(long, value_name = "FILE")]
     pub hdr_log: Option<PathBuf>,
+
+    /// Serve hammer's live measurements as Prometheus text on ADDR
+    /// (`127.0.0.1:9099`; GET /metrics) while it runs: responses by status,
+    /// errors by kind, in flight, connections, target and achieved rate,
+    /// latency, service time and schedule lag histograms (labelled
+    /// `shard` when sharded). `deploy/` has a Prometheus config and a
+    /// Grafana board for it.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
+
+    /// With --metrics-listen: after the run, wait up to this long for one
+    /// more scrape, so the run's last second reaches Prometheus before
+    /// hammer exits (0s: exit at once).
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub metrics_linger: Duration,
 
     /// Format of the report on stdout.
     #[arg(long, value_enum, default_value_t = Format::Text)]

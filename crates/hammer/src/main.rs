@@ -4,6 +4,7 @@
 mod cli;
 mod cmd;
 mod demo;
+mod live;
 
 use std::process::ExitCode;
 

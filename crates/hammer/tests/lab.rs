@@ -16,8 +16,61 @@ fn finds_a_known_capacity_within_10_percent() {
     let server = Server::start(Behavior::Capacity(400));
     let dir = tempfile::tempdir().unwrap();
     let url = server.url("/");
-    let report = lab(&["--target", &url, "--start-rate", "100"], dir.path());
+    // Its live metrics, scraped as the steps go by.
+    let listen = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let scraper = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let (mut rates, mut responses) = (std::collections::BTreeSet::new(), 0.0f64);
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                if let Ok(text) = scrape(listen) {
+                    for line in text.lines() {
+                        let value = |l: &str| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap();
+                        if line.starts_with("hammer_target_rate ") {
+                            rates.insert(value(line) as u64);
+                        }
+                        if line.starts_with("hammer_responses_total{") {
+                            responses = responses.max(value(line));
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            (rates, responses)
+        })
+    };
+    let report = lab(
+        &[
+            "--target",
+            &url,
+            "--start-rate",
+            "100",
+            "--metrics-listen",
+            &listen.to_string(),
+        ],
+        dir.path(),
+    );
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (rates, responses) = scraper.join().unwrap();
+    // Every step's rate went by (100, 200, 400 ... then the bisection's),
+    // and the responses counted across all of them.
+    assert!(rates.contains(&100) && rates.contains(&200), "{rates:?}");
+    assert!(rates.len() >= 4, "{rates:?}");
     let t = &report["targets"][0];
+    let measured: f64 = t["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["result"]["requests"].as_f64().unwrap())
+        .sum();
+    assert!(
+        responses >= measured,
+        "scraped {responses}, steps measured {measured}"
+    );
     let found = capacity(t);
     println!("true capacity 400 req/s, found {found}");
     assert!((found - 400.0).abs() <= 40.0, "found {found}");
@@ -44,6 +97,17 @@ fn finds_a_known_capacity_within_10_percent() {
         Duration::from_secs(10),
     );
     assert!(String::from_utf8_lossy(&again.stdout).contains("capacity:"));
+}
+
+/// GET /metrics, the body.
+fn scrape(addr: std::net::SocketAddr) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)?;
+    Ok(text)
 }
 
 #[test]

@@ -182,7 +182,13 @@ async fn serve(args: Args) -> Result<()> {
         drain_timeout: args.drain_timeout,
         ..Options::default()
     };
-    Diag::new(VERSION, options)
+    let diagnostics = Diag::new(VERSION, options);
+    if let Some(pool) = db.as_ref().and_then(Db::pool_metrics) {
+        diagnostics
+            .register(Box::new(pool))
+            .context("registering the pool's metrics")?;
+    }
+    diagnostics
         .serve(router(db), public, diag)
         .await
         .context("serving")

@@ -15,6 +15,9 @@ use std::time::Duration;
 use deadpool_postgres::{
     Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime, Timeouts,
 };
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
+use prometheus::{IntGauge, IntGaugeVec, Opts};
 use serde::Serialize;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
@@ -62,6 +65,68 @@ pub struct Settings {
     pub connect_timeout: Duration,
     /// Bound on one query once connected.
     pub query_timeout: Duration,
+}
+
+/// The seed's pool panel: `db_pool_connections{state="in_use"|"idle"}`,
+/// `db_pool_max_connections` and `db_pool_waiting` (requests waiting for a
+/// connection), read from the pool when scraped.
+pub struct PoolMetrics {
+    pool: Pool,
+    connections: IntGaugeVec,
+    max: IntGauge,
+    waiting: IntGauge,
+}
+
+impl PoolMetrics {
+    fn new(pool: Pool) -> PoolMetrics {
+        PoolMetrics {
+            pool,
+            connections: IntGaugeVec::new(
+                Opts::new(
+                    "db_pool_connections",
+                    "Pooled database connections open, by state",
+                ),
+                &["state"],
+            )
+            .expect("a valid metric"),
+            max: IntGauge::new(
+                "db_pool_max_connections",
+                "Most connections the pool may open",
+            )
+            .expect("a valid metric"),
+            waiting: IntGauge::new(
+                "db_pool_waiting",
+                "Requests waiting for a pooled connection",
+            )
+            .expect("a valid metric"),
+        }
+    }
+}
+
+impl Collector for PoolMetrics {
+    fn desc(&self) -> Vec<&Desc> {
+        let mut d = self.connections.desc();
+        d.extend(self.max.desc());
+        d.extend(self.waiting.desc());
+        d
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let s = self.pool.status();
+        let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        self.connections
+            .with_label_values(&["in_use"])
+            .set(gauge(s.size.saturating_sub(s.available)));
+        self.connections
+            .with_label_values(&["idle"])
+            .set(gauge(s.available));
+        self.max.set(gauge(s.max_size));
+        self.waiting.set(gauge(s.waiting));
+        let mut f = self.connections.collect();
+        f.extend(self.max.collect());
+        f.extend(self.waiting.collect());
+        f
+    }
 }
 
 /// A handle on the database, cheap to clone.
@@ -139,6 +204,15 @@ impl Db {
             held.push(pool.get().await.map_err(pool_error)?);
         }
         Ok(held.len())
+    }
+
+    /// The pool's figures for `/metrics`, read at each scrape; `None`
+    /// without a pool (a connection per request).
+    pub fn pool_metrics(&self) -> Option<PoolMetrics> {
+        match &self.access {
+            Access::Pooled(pool) => Some(PoolMetrics::new(pool.clone())),
+            Access::PerRequest(_) => None,
+        }
     }
 
     /// Connections open now in the pool (idle and in use); 0 without one.

@@ -6,9 +6,11 @@ use std::io::{BufWriter, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::progress::{Goal, Progress};
+use crate::live::Live;
 use anyhow::{Context, Result};
 use hammer_core::pacer::{Arrivals, Limit, Share};
 use hammer_core::plan::RatePlan;
@@ -45,6 +47,15 @@ struct Attack {
 pub fn run(args: AttackArgs) -> Result<Exit> {
     let nofile = limits::raise_nofile();
     let mut attack = resolve(&args, limits::max_connections(nofile))?;
+    // Listening before the start: a shard waiting for --start-at is up.
+    let live = args
+        .metrics_listen
+        .as_deref()
+        .map(|addr| Live::serve(addr, args.shard.clone()))
+        .transpose()?;
+    if let (Some((_, at)), false) = (&live, args.quiet) {
+        eprintln!("metrics: http://{at}/metrics");
+    }
     attack.title += &preflight(&mut attack.config, args.http2)?;
     wait_for_start(args.start_at)?;
 
@@ -56,8 +67,16 @@ pub fn run(args: AttackArgs) -> Result<Exit> {
         index: attack.config.shard.first,
         count: attack.config.shard.stride,
     });
+    let watching = Watching {
+        live: live.map(|(l, _)| l),
+        plan: match &attack.config.mode {
+            Mode::Open { plan, .. } => Some((plan.clone(), attack.config.shard.stride.max(1))),
+            Mode::Closed => None,
+        },
+        warmup: attack.config.warmup,
+    };
     let run = Run::start(attack.config, stop).context("starting workers")?;
-    let outcome = watch(run, &mut progress, args.hdr_log.as_deref())?;
+    let outcome = watch(run, &mut progress, args.hdr_log.as_deref(), &watching)?;
     progress.finish();
 
     let mut result =
@@ -76,6 +95,9 @@ pub fn run(args: AttackArgs) -> Result<Exit> {
         Format::Text => print_stdout(&text::render(&result, &attack.title))?,
         Format::Json => print_stdout(&json)?,
     }
+    if let Some(live) = &watching.live {
+        live.linger(args.metrics_linger, args.quiet);
+    }
     Ok(if interrupted.load(Ordering::SeqCst) {
         Exit::Interrupted
     } else if result.slo.as_ref().is_some_and(|s| !s.passed) {
@@ -86,7 +108,20 @@ pub fn run(args: AttackArgs) -> Result<Exit> {
 }
 
 /// Polls the run once a second for progress and the interval log.
-fn watch(run: Run, progress: &mut Progress, hdr_log: Option<&Path>) -> Result<Outcome> {
+/// Who else sees the run's intervals: the live metrics, with the plan the
+/// target rate comes from (and this process's share of it).
+struct Watching {
+    live: Option<Arc<Live>>,
+    plan: Option<(RatePlan, u64)>,
+    warmup: Duration,
+}
+
+fn watch(
+    run: Run,
+    progress: &mut Progress,
+    hdr_log: Option<&Path>,
+    watching: &Watching,
+) -> Result<Outcome> {
     let mut file = hdr_log
         .map(|p| {
             File::create(p)
@@ -108,6 +143,14 @@ fn watch(run: Run, progress: &mut Progress, hdr_log: Option<&Path>) -> Result<Ou
     for interval in run.intervals(Duration::from_secs(1)) {
         let (offset, len) = (interval.offset, interval.len);
         progress.update(&interval.recorder, len, offset + len);
+        if let Some(live) = &watching.live {
+            let at = (watching.warmup + offset + len).as_secs_f64();
+            let rate = watching
+                .plan
+                .as_ref()
+                .map(|(plan, stride)| plan.rate_at(at) / *stride as f64);
+            live.record(&interval, run.gauges(), rate);
+        }
         if let Some(log) = &mut log {
             log.write_histogram(interval.recorder.latency(), offset, len, None)
                 .map_err(|e| anyhow::anyhow!("writing the HdrHistogram log: {e:?}"))?;
@@ -407,6 +450,13 @@ fn wait_for_start(start_at: Option<f64>) -> Result<()> {
     }
     if at > now {
         std::thread::sleep(Duration::from_secs_f64(at - now));
+    } else if now - at > 1.0 {
+        // The other shards started on time: this one's share of the plan
+        // runs late, and the merge cannot tell.
+        eprintln!(
+            "hammer: started {:.1} s after --start-at; this shard's plan runs that much late (give the shards more lead)",
+            now - at
+        );
     }
     Ok(())
 }

@@ -42,6 +42,14 @@ pub fn run(args: LabArgs) -> Result<Exit> {
     let (stop, interrupted) = super::on_ctrl_c();
 
     let specs = target_specs(&args)?;
+    let live = args
+        .metrics_listen
+        .as_deref()
+        .map(|addr| crate::live::Live::serve(addr, None))
+        .transpose()?;
+    if let (Some((_, at)), false) = (&live, args.quiet) {
+        eprintln!("metrics: http://{at}/metrics");
+    }
     let mut display = Display::new(args.quiet);
     let mut report = LabReport {
         kind: Kind::Lab,
@@ -57,7 +65,10 @@ pub fn run(args: LabArgs) -> Result<Exit> {
     let lab = Lab::new(settings, &args.out, stop.clone(), deadline);
     for spec in &specs {
         // Started one at a time, so two built-in targets never share the CPU.
-        let (target, _service) = spec.start(&args, connections)?;
+        let (mut target, _service) = spec.start(&args, connections)?;
+        target.load.watcher = live
+            .as_ref()
+            .map(|(l, _)| l.clone() as Arc<dyn hammer_lab::step::Watcher>);
         let diagnostics = target
             .diag
             .as_ref()
@@ -79,6 +90,9 @@ pub fn run(args: LabArgs) -> Result<Exit> {
         summary::render(&report),
         args.out.join("index.html").display()
     ))?;
+    if let Some((live, _)) = &live {
+        live.linger(args.metrics_linger, args.quiet);
+    }
     Ok(if report.interrupted {
         Exit::Interrupted
     } else {
@@ -339,6 +353,7 @@ impl Spec {
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             tls,
             h2_streams: args.http2.then_some(H2_STREAMS),
+            watcher: None,
         };
         let started = Started {
             about: About {
@@ -439,6 +454,7 @@ fn probe(target: &Started, args: &LabArgs, builtin_db: bool) -> Result<()> {
         let load = Load {
             connections: 1,
             workers: 1,
+            watcher: None,
             ..target.load.clone()
         };
         let r = hammer_lab::step::run_step(
