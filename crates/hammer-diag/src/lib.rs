@@ -32,6 +32,10 @@
 //!   waits included: every span stack's self time in the window, as pprof
 //!   protobuf (`wall/nanoseconds`), SVG flame graph or folded stacks.
 //!
+//! - Load shedding ([`gate::Gate`]): a bounded-wait queue in front of a
+//!   scarce resource; what cannot be served in time is a fast 503, counted
+//!   in `/metrics` and logged once a second.
+//!
 //! - `/debug/pprof/heap` (feature `heap`): jemalloc's heap profile as pprof.
 //!
 //! - Logs ([`init_logging_with`]): text or JSON lines, one end line per
@@ -56,6 +60,7 @@
 mod batch;
 mod callgrind;
 mod connections;
+pub mod gate;
 mod heap;
 mod lines;
 mod logging;

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use support::{capacity, exclusive, hammer, lab, spawn_hammer, wait_limited, Behavior, Server};
+use support::{
+    capacity, exclusive, hammer, lab, spawn_hammer, try_get, wait_limited, Behavior, Server,
+};
 
 #[test]
 fn finds_a_known_capacity_within_10_percent() {
@@ -27,7 +29,7 @@ fn finds_a_known_capacity_within_10_percent() {
         std::thread::spawn(move || {
             let (mut rates, mut responses) = (std::collections::BTreeSet::new(), 0.0f64);
             while !done.load(std::sync::atomic::Ordering::SeqCst) {
-                if let Ok(text) = scrape(listen) {
+                if let Some((200, text)) = try_get(listen, "/metrics") {
                     for line in text.lines() {
                         let value = |l: &str| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap();
                         if line.starts_with("hammer_target_rate ") {
@@ -97,17 +99,6 @@ fn finds_a_known_capacity_within_10_percent() {
         Duration::from_secs(10),
     );
     assert!(String::from_utf8_lossy(&again.stdout).contains("capacity:"));
-}
-
-/// GET /metrics, the body.
-fn scrape(addr: std::net::SocketAddr) -> std::io::Result<String> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")?;
-    let mut text = String::new();
-    s.read_to_string(&mut text)?;
-    Ok(text)
 }
 
 #[test]

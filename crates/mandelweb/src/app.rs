@@ -10,7 +10,7 @@ use std::ffi::OsString;
 use std::time::Duration;
 
 use crate::db::{self, Db, Settings};
-use crate::service::{router, VERSION};
+use crate::service::{render_gate, router, VERSION};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use hammer_diag::{Diag, LogFormat, LogOptions, Options, Overflow, RequestLogs};
@@ -40,6 +40,13 @@ struct Args {
     /// Longest a request may take (503 beyond).
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     request_timeout: Duration,
+    /// Load shedding: how long a /mandelbrot request may wait for a
+    /// renderer and render, together. A request whose wait would not fit
+    /// (the render's usual time is learned) is a fast 503 with
+    /// Retry-After, so under overload the requests admitted keep their
+    /// latency and the renderer stays busy. Half the 60 ms SLO by default.
+    #[arg(long, default_value = "30ms", value_parser = humantime::parse_duration)]
+    render_budget: Duration,
     /// Longest a drain on SIGTERM waits for requests in flight.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     drain_timeout: Duration,
@@ -183,13 +190,17 @@ async fn serve(args: Args) -> Result<()> {
         ..Options::default()
     };
     let diagnostics = Diag::new(VERSION, options);
+    let renders = render_gate(args.render_budget);
+    diagnostics
+        .register(renders.collector())
+        .context("registering the render gate's metrics")?;
     if let Some(pool) = db.as_ref().and_then(Db::pool_metrics) {
         diagnostics
             .register(Box::new(pool))
             .context("registering the pool's metrics")?;
     }
     diagnostics
-        .serve(router(db), public, diag)
+        .serve(router(db, renders), public, diag)
         .await
         .context("serving")
 }

@@ -7,6 +7,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
@@ -15,8 +16,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use hammer_diag::error_response;
+use hammer_diag::gate::Gate;
 use serde::Deserialize;
-use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use crate::db::{Db, DbError};
@@ -29,8 +30,9 @@ pub const VERSION: &str = env!("MANDELWEB_VERSION");
 
 #[derive(Clone)]
 struct AppState {
-    /// Renders running at once; each already uses every core.
-    renders: Arc<Semaphore>,
+    /// Renders running at once (each already uses every core), and how
+    /// long a request may wait for one before a fast 503.
+    renders: Arc<Gate>,
     /// None: started without `--database-url`.
     db: Option<Db>,
 }
@@ -38,17 +40,26 @@ struct AppState {
 /// The largest `POST /find-by-age` body accepted.
 pub const MAX_BODY: usize = 64 * 1024;
 
+/// The gate in front of the renderer: one render per core at once (each
+/// spreads its rows over every core, so more at once only stretches each
+/// one), admitting a request only while its wait and render fit `budget`
+/// (see [`hammer_diag::gate`]).
+pub fn render_gate(budget: Duration) -> Arc<Gate> {
+    Arc::new(Gate::new("render", render_slots(), budget))
+}
+
+/// Renders at once: one per core.
+pub fn render_slots() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// The service's routes (hammer-diag adds `/info`, `/healthz`, `/readyz`).
 /// Without a database `/find-by-age` answers 503 saying how to give one.
-pub fn router(db: Option<Db>) -> Router {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+pub fn router(db: Option<Db>, renders: Arc<Gate>) -> Router {
     Router::new()
         .route("/mandelbrot", get(mandelbrot))
         .route("/find-by-age", post(find_by_age))
-        .with_state(AppState {
-            renders: Arc::new(Semaphore::new(2 * cores)),
-            db,
-        })
+        .with_state(AppState { renders, db })
 }
 
 #[derive(Deserialize)]
@@ -123,13 +134,14 @@ async fn mandelbrot(State(state): State<AppState>, RawQuery(query): RawQuery) ->
         Ok(v) => v,
         Err(e) => return error_response(StatusCode::BAD_REQUEST, &e),
     };
-    let Ok(_permit) = state
+    let _slot = match state
         .renders
-        .acquire()
+        .enter()
         .instrument(tracing::info_span!("render.queue"))
         .await
-    else {
-        return error_response(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+    {
+        Ok(slot) => slot,
+        Err(refused) => return refused.into_response(),
     };
     // Dropped with this future: when the request times out, the render
     // stops within a band of pixels. (hyper's HTTP/1 server does not notice

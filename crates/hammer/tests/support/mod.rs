@@ -5,6 +5,7 @@
 
 pub mod tls;
 
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -456,4 +457,101 @@ pub fn assert_analytic_freeze(v: &serde_json::Value, over: &str) {
     );
     assert_eq!(v["requests"], 5000);
     assert_eq!(v["failed"], 0);
+}
+
+/// A child process killed when the test ends, passed or not.
+pub struct Killed(pub std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `hammer mandelweb` on free ports: the child and its public and
+/// diagnostics addresses (from its readiness line).
+pub fn mandelweb(extra: &[&str]) -> (Killed, SocketAddr, SocketAddr) {
+    mandelweb_logging(extra, None)
+}
+
+/// [`mandelweb`], its warnings and errors written to `log`.
+pub fn mandelweb_logging(extra: &[&str], log: Option<&Path>) -> (Killed, SocketAddr, SocketAddr) {
+    let stderr = match log {
+        Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
+        None => Stdio::null(),
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hammer"))
+        .args([
+            "mandelweb",
+            "--listen",
+            "127.0.0.1:0",
+            "--diag-listen",
+            "127.0.0.1:0",
+        ])
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let ready: serde_json::Value = serde_json::from_str(&line).expect("mandelweb's readiness line");
+    let addr = |key: &str| -> SocketAddr {
+        ready[key]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .parse()
+            .unwrap()
+    };
+    (Killed(child), addr("listening"), addr("diagnostics"))
+}
+
+/// GET `path` from `addr`: the status and body.
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    try_get(addr, path).unwrap_or_else(|| panic!("GET {path} from {addr} failed"))
+}
+
+/// GET `path` from `addr`, or `None` when nothing answers.
+pub fn try_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let status = text.get(9..12)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    // Prometheus answers its API in chunks; hammer's listener does not.
+    let body = if text
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    Some((status, body))
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap();
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = &rest[n + 2..];
+    }
+    out
 }

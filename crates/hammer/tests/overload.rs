@@ -1,0 +1,97 @@
+//! Overload as seed 000 shows it (1 vs 5 queries a second): mandelweb at 5x
+//! its capacity sheds what it cannot serve in time with fast 503s, so the
+//! requests it admits keep p99 < 60 ms and goodput stays near capacity;
+//! `/metrics` counts every refusal and the log says so once a second.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use support::{exclusive, f, hammer_json, http_get, mandelweb_logging};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// The service's own count of 200s on /mandelbrot, and of those within 60 ms.
+fn admitted(diag: SocketAddr) -> (f64, f64) {
+    let (status, text) = http_get(diag, "/metrics");
+    assert_eq!(status, 200);
+    let series = |prefix: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with(prefix) && l.contains("route=\"/mandelbrot\""))
+            .filter(|l| l.contains("status=\"200\""))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+            .sum()
+    };
+    let within = text
+        .lines()
+        .filter(|l| l.starts_with("http_request_duration_seconds_bucket{"))
+        .filter(|l| l.contains("route=\"/mandelbrot\"") && l.contains("status=\"200\""))
+        .filter(|l| l.contains("le=\"0.06\""))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum();
+    (series("http_request_duration_seconds_count{"), within)
+}
+
+fn shed(diag: SocketAddr) -> f64 {
+    let text = http_get(diag, "/metrics").1;
+    text.lines()
+        .find(|l| l.starts_with("http_requests_shed_total{gate=\"render\"}"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+        .expect("the render gate's shed count")
+}
+
+#[test]
+fn at_five_times_capacity_mandelweb_sheds_and_keeps_what_it_admits_within_the_slo() {
+    let _x = exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mandelweb.log");
+    let (_svc, public, diag) = mandelweb_logging(&[], Some(&log));
+    let url = format!("http://{public}/mandelbrot");
+    assert_eq!(shed(diag), 0.0);
+
+    // Capacity: one connection per render slot (one per core), no queue.
+    let slots = mandelweb::service::render_slots();
+    let closed = hammer_json(&["-c", &slots.to_string(), "-d", "3s", &url], LIMIT);
+    let capacity = f(&closed, "achieved_rate");
+    assert_eq!(
+        closed["status_codes"]["503"],
+        serde_json::Value::Null,
+        "{closed}"
+    );
+
+    // Five times that, open loop.
+    let (count_before, within_before) = admitted(diag);
+    let rate = format!("{:.0}", 5.0 * capacity);
+    let over = hammer_json(&["-r", &rate, "-d", "4s", &url], LIMIT);
+    let ok = over["status_codes"]["200"].as_f64().unwrap_or(0.0);
+    let refused = over["status_codes"]["503"].as_f64().unwrap_or(0.0);
+    let goodput = ok / f(&over, "duration_s");
+    let (count, within) = admitted(diag);
+    let admitted_within = (within - within_before) / (count - count_before);
+    println!(
+        "capacity {capacity:.0} req/s; at {rate} req/s: goodput {goodput:.0} req/s ({:.0}%), {refused} refused, hammer's p99 {:.1} ms, admitted within 60 ms {:.2}%",
+        100.0 * goodput / capacity,
+        f(&over, "latency_ms.p99"),
+        100.0 * admitted_within
+    );
+    assert!(refused > 0.0, "nothing shed at 5x: {over}");
+    assert_eq!(f(&over, "failed"), refused, "only fast 503s: {over}");
+    // What it admits keeps the SLO, by the service's clock and by hammer's
+    // (which counts the 503s too, and any wait before the handler).
+    assert!(admitted_within >= 0.99, "{admitted_within}");
+    assert!(f(&over, "latency_ms.p99") < 60.0, "{over}");
+    // Goodput: the renderer stays busy.
+    assert!(goodput >= 0.8 * capacity, "goodput {goodput} of {capacity}");
+    // Every refusal counted, and logged once a second, not once each.
+    assert_eq!(shed(diag), refused);
+    let warnings = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("overloaded"))
+        .count();
+    assert!(
+        (1..=6).contains(&warnings),
+        "{warnings} overload warnings in 4 s"
+    );
+}
