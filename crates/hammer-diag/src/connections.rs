@@ -22,6 +22,9 @@ use hyper_util::server::graceful::GracefulConnection;
 use pin_project_lite::pin_project;
 use serde::Serialize;
 
+/// How long a drain keeps idle connections open for a last request.
+pub const LAST_CALL: Duration = Duration::from_millis(500);
+
 /// What the sweeper shares with every connection: a coarse clock (ms since
 /// the registry began, advanced by the sweeper, so requests never read the
 /// system clock for it), the idle limit, and whether a drain has begun.
@@ -31,8 +34,11 @@ struct Sweep {
     now_ms: AtomicU64,
     /// Idle this long (ms) and a connection is closed; `u64::MAX`: never.
     close_after_ms: AtomicU64,
-    /// A drain has begun: every connection shuts down gracefully.
+    /// A drain has begun: every response says `Connection: close`.
     draining: AtomicBool,
+    /// The drain's last call is over: every connection shuts down
+    /// gracefully (an idle one closes now, a busy one after its response).
+    closing: AtomicBool,
 }
 
 impl Sweep {
@@ -181,7 +187,7 @@ impl<C: GracefulConnection> Future for Watched<C> {
             *this.stats.waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(cx.waker().clone());
             *this.waker_set = true;
         }
-        if !*this.shutting_down && this.stats.sweep.draining.load(Ordering::Relaxed) {
+        if !*this.shutting_down && this.stats.sweep.closing.load(Ordering::Relaxed) {
             *this.shutting_down = true;
             this.conn.as_mut().graceful_shutdown();
         }
@@ -216,6 +222,7 @@ impl Default for Connections {
                 now_ms: AtomicU64::new(0),
                 close_after_ms: AtomicU64::new(u64::MAX),
                 draining: AtomicBool::new(false),
+                closing: AtomicBool::new(false),
             }),
         }
     }
@@ -313,16 +320,36 @@ impl Connections {
         }
     }
 
-    /// Shuts every connection down gracefully (each finishes the request it
-    /// is serving, idle ones close now) and resolves when none is open.
+    /// Closes every connection without racing its client, and resolves
+    /// when none is open.
+    ///
+    /// Closing an idle keep-alive connection at once (as hyper's graceful
+    /// shutdown does) races a client that is sending on it: its request
+    /// finds the connection closed, unanswered. So a drain first makes a
+    /// last call: every response from now on says `Connection: close` and
+    /// its connection closes after it, so the request in flight and one more
+    /// on each connection are answered and no client sends on a connection
+    /// being closed. After [`LAST_CALL`], connections still open shut down
+    /// gracefully: idle ones (none sent anything for the whole last call)
+    /// close, busy ones after their response.
     pub async fn drain(&self) {
         self.sweep.draining.store(true, Ordering::SeqCst);
+        let last_call = Instant::now() + LAST_CALL;
+        while self.open_count() > 0 && Instant::now() < last_call {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        self.sweep.closing.store(true, Ordering::SeqCst);
         for stats in self.open.lock().unwrap_or_else(|e| e.into_inner()).values() {
             stats.wake();
         }
         while self.open_count() > 0 {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+    }
+
+    /// Whether a drain has begun (responses then close their connection).
+    pub fn is_draining(&self) -> bool {
+        self.sweep.draining.load(Ordering::Relaxed)
     }
 
     /// Connections open now.

@@ -22,7 +22,7 @@ use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::{MatchedPath, Request};
-use axum::http::header::HeaderName;
+use axum::http::header::{self, HeaderName};
 use axum::http::{HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -345,8 +345,15 @@ where
                 .headers_mut()
                 .insert(REQUEST_ID_HEADER.clone(), id.into_header_value());
         }
-        let route = this.route.as_ref().map_or("unmatched", MatchedPath::as_str);
         let route_state = &this.in_flight.0;
+        if route_state.shared.connections.is_draining() {
+            // The connection's last response: the client will not send
+            // another request on it, so closing it after this races nothing.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        let route = this.route.as_ref().map_or("unmatched", MatchedPath::as_str);
         route_state.shared.metrics.finish(
             &route_state.series,
             RequestLabels {

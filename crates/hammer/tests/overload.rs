@@ -95,3 +95,78 @@ fn at_five_times_capacity_mandelweb_sheds_and_keeps_what_it_admits_within_the_sl
         "{warnings} overload warnings in 4 s"
     );
 }
+
+/// The Uptime seed's drain, under load: SIGTERM while hammer sends at 80%
+/// of capacity. Every request mandelweb accepted is answered in full and
+/// it exits 0; the only failures hammer sees are connects refused once
+/// the listener has closed. (`bench/drain_soak.py` does it 20 times, with
+/// a supervisor restarting the service.)
+#[test]
+fn a_sigterm_under_load_answers_every_accepted_request_and_exits_0() {
+    let _x = exclusive();
+    let (mut svc, public, _diag) = support::mandelweb(&[]);
+    let url = format!("http://{public}/mandelbrot?width=128&height=128&iterations=500");
+    let slots = mandelweb::service::render_slots();
+    let capacity = f(
+        &hammer_json(&["-c", &slots.to_string(), "-d", "2s", &url], LIMIT),
+        "achieved_rate",
+    );
+    let rate = format!("{:.0}", 0.8 * capacity);
+    let load = support::spawn_hammer(&[
+        "attack",
+        "-q",
+        "--format",
+        "json",
+        "-r",
+        &rate,
+        "-d",
+        "4s",
+        "--timeout",
+        "5s",
+        &url,
+    ]);
+    std::thread::sleep(Duration::from_secs(2));
+    let pid = rustix::process::Pid::from_child(&svc.0);
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(s) = svc.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}");
+    let out = support::wait_limited(load, LIMIT);
+    let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let errors = &result["errors"];
+    println!(
+        "at {rate} req/s: {} answered, errors {errors}",
+        result["succeeded"]
+    );
+    for kind in [
+        "closed",
+        "reset",
+        "bad_response",
+        "timeout",
+        "canceled",
+        "io",
+    ] {
+        assert_eq!(errors[kind], 0, "{kind}: {result}");
+    }
+    assert!(f(&result, "succeeded") > 0.8 * capacity, "{result}");
+    assert_eq!(
+        result["status_codes"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect::<Vec<_>>(),
+        ["200"],
+        "{result}"
+    );
+    // The rest of the plan found no listener: refused, not lost.
+    assert!(errors["refused"].as_u64().unwrap() > 0, "{result}");
+}
