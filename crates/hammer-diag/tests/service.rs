@@ -388,3 +388,77 @@ fn heap_without_jemalloc_is_a_501_that_says_how_to_enable_it() {
     assert_eq!(r.status, 501);
     assert!(r.text().contains("tikv-jemallocator"), "{}", r.text());
 }
+
+/// `threads` keep-alive clients sending GET `path` back to back for `how_long`:
+/// each one's (status, latency).
+fn hammering(
+    addr: std::net::SocketAddr,
+    path: &'static str,
+    threads: usize,
+    how_long: Duration,
+) -> Vec<std::thread::JoinHandle<Vec<(u16, Duration)>>> {
+    let until = Instant::now() + how_long;
+    (0..threads)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut client = Client::connect(addr);
+                let mut seen = Vec::new();
+                while Instant::now() < until {
+                    let t0 = Instant::now();
+                    let status = client.get(path, &[]).map_or(0, |r| r.status);
+                    seen.push((status, t0.elapsed()));
+                    if status != 200 && status != 500 {
+                        client = Client::connect(addr);
+                    }
+                }
+                seen
+            })
+        })
+        .collect()
+}
+
+fn p99(seen: &[(u16, Duration)]) -> Duration {
+    let mut l: Vec<Duration> = seen.iter().map(|s| s.1).collect();
+    l.sort();
+    l[(l.len() * 99 / 100).min(l.len() - 1)]
+}
+
+/// A handler panicking under load: those requests are 500s, every other
+/// request is served, and their p99 stays what it was without the panics.
+#[test]
+fn panics_under_load_fail_only_their_requests_and_the_rest_keep_their_p99() {
+    let svc = start(Options::default());
+    let run = |with_panics: bool| {
+        let ok = hammering(svc.public, "/hello", 2, Duration::from_millis(1500));
+        let panics =
+            with_panics.then(|| hammering(svc.public, "/panic", 1, Duration::from_millis(1500)));
+        let ok: Vec<_> = ok.into_iter().flat_map(|h| h.join().unwrap()).collect();
+        let panics: Vec<_> = panics
+            .into_iter()
+            .flatten()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
+        (ok, panics)
+    };
+    let (before, _) = run(false);
+    let (during, panics) = run(true);
+    let (p_before, p_during) = (p99(&before), p99(&during));
+    println!(
+        "/hello p99 {p_before:?} alone, {p_during:?} beside {} panicking requests ({:.0}/s)",
+        panics.len(),
+        panics.len() as f64 / 1.5
+    );
+    assert!(panics.len() > 50, "{} panics", panics.len());
+    assert!(
+        panics.iter().all(|p| p.0 == 500),
+        "a panic that was not a 500"
+    );
+    assert!(
+        during.iter().all(|r| r.0 == 200),
+        "a healthy request failed"
+    );
+    assert!(
+        p_during <= p_before * 2 + Duration::from_millis(2),
+        "p99 {p_before:?} alone, {p_during:?} beside the panics"
+    );
+}

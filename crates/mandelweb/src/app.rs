@@ -62,7 +62,9 @@ struct Args {
     /// MaxIdleConns step).
     #[arg(long, default_value_t = 0)]
     pool_min_idle: usize,
-    /// Bound on a database connect or pool wait (a 503 beyond).
+    /// Bound on the database part of a request: connect or pool wait,
+    /// prepare and query together (a 503 beyond, so a hung database is a
+    /// fast answer, never a hang).
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     db_timeout: Duration,
     /// Log lines as `text` or `json` (one object per line with timestamp,

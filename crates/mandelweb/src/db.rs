@@ -133,6 +133,8 @@ impl Collector for PoolMetrics {
 #[derive(Clone)]
 pub struct Db {
     access: Access,
+    /// Bound on the whole of a request's database work.
+    deadline: Duration,
     query_timeout: Duration,
     min_idle: usize,
 }
@@ -185,6 +187,7 @@ impl Db {
         };
         Ok(Db {
             access,
+            deadline: settings.connect_timeout,
             query_timeout: settings.query_timeout,
             min_idle: settings.min_idle,
         })
@@ -223,10 +226,22 @@ impl Db {
         }
     }
 
-    /// The rows of people of this age, by id. Its waits are spans, for the
-    /// wall profile: `db.connect` (a connection per request), `db.pool.get`,
-    /// `db.prepare` and `db.query`.
+    /// The rows of people of this age, by id, within the connect timeout
+    /// (`--db-timeout`) for the whole of it — connect or pool wait, prepare
+    /// and query — so a hung database is a 503 on time, never a hang. Its
+    /// waits are spans, for the wall profile: `db.connect` (a connection per
+    /// request), `db.pool.get`, `db.prepare` and `db.query`.
     pub async fn find_by_age(&self, age: i32) -> Result<Vec<Person>, DbError> {
+        match tokio::time::timeout(self.deadline, self.find_by_age_unbounded(age)).await {
+            Ok(found) => found,
+            Err(_) => Err(DbError::Unavailable(format!(
+                "no answer within {:?}",
+                self.deadline
+            ))),
+        }
+    }
+
+    async fn find_by_age_unbounded(&self, age: i32) -> Result<Vec<Person>, DbError> {
         let rows = match &self.access {
             Access::PerRequest(config) => {
                 let client = connect(config)

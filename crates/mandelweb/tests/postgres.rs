@@ -1,6 +1,7 @@
 //! `POST /find-by-age` against a real PostgreSQL 15 cluster the tests start
 //! themselves: seeded rows come back, bad bodies are 400s, pool and no pool
-//! agree, and an outage gives fast 503s and heals by itself.
+//! agree, and an outage gives fast 503s and heals by itself, under load
+//! too, whether the database is killed or frozen.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -172,6 +173,104 @@ fn an_outage_gives_fast_503s_and_heals_by_itself() {
         );
         for _ in 0..10 {
             assert_eq!(find(&svc, r#"{"age": 1}"#).0, 200);
+        }
+    }
+}
+
+/// What one request of [`load`] saw: its status, how long it took, and
+/// when it started.
+struct Seen {
+    status: u16,
+    took: Duration,
+    started: Instant,
+}
+
+/// `clients` threads sending find-by-age back to back until `until`.
+fn load(svc: &Service, clients: usize, until: Instant) -> Vec<std::thread::JoinHandle<Vec<Seen>>> {
+    (0..clients)
+        .map(|i| {
+            let addr = svc.public;
+            std::thread::spawn(move || {
+                let mut seen = Vec::new();
+                while Instant::now() < until {
+                    let started = Instant::now();
+                    let body = format!(r#"{{"age": {}}}"#, i % 90);
+                    let r = post(addr, "/find-by-age", body.as_bytes());
+                    seen.push(Seen {
+                        status: r.status,
+                        took: started.elapsed(),
+                        started,
+                    });
+                }
+                seen
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn under_load_a_killed_or_frozen_database_is_a_503_on_time_and_heals_within_a_second() {
+    const DB_TIMEOUT: Duration = Duration::from_millis(500);
+    let pg = seeded_cluster();
+    for pool in ["0", "4"] {
+        let svc = start_with(&[
+            "--database-url",
+            &pg.url(),
+            "--pool-size",
+            pool,
+            "--db-timeout",
+            "500ms",
+        ]);
+        assert_eq!(find(&svc, r#"{"age": 1}"#).0, 200);
+        for fault in ["killed", "frozen"] {
+            let until = Instant::now() + Duration::from_millis(5000);
+            let clients = load(&svc, 4, until);
+            std::thread::sleep(Duration::from_millis(700));
+            let faulted = Instant::now();
+            match fault {
+                "killed" => pg.pause(),
+                _ => pg.freeze(),
+            }
+            std::thread::sleep(Duration::from_millis(1200));
+            match fault {
+                "killed" => pg.resume(),
+                _ => pg.thaw(),
+            }
+            let healed = Instant::now();
+            let seen: Vec<Seen> = clients
+                .into_iter()
+                .flat_map(|c| c.join().unwrap())
+                .collect();
+            let slowest = seen.iter().map(|s| s.took).max().unwrap();
+            let failed = seen.iter().filter(|s| s.status == 503).count();
+            let late = seen
+                .iter()
+                .filter(|s| s.started > healed + Duration::from_secs(1) && s.status != 200)
+                .count();
+            println!(
+                "pool {pool}, database {fault}: {} requests, {failed} 503s, slowest {slowest:?}, {late} failures 1 s after it came back",
+                seen.len()
+            );
+            // Only 200s and 503s, the 503s during the fault.
+            assert!(seen.iter().all(|s| s.status == 200 || s.status == 503));
+            assert!(
+                failed > 0,
+                "pool {pool}: the {fault} database went unnoticed"
+            );
+            assert!(seen
+                .iter()
+                .filter(|s| s.status == 503)
+                .all(|s| s.started + s.took > faulted));
+            // None hangs: every request ends within --db-timeout and a margin.
+            assert!(
+                slowest <= DB_TIMEOUT + Duration::from_millis(100),
+                "pool {pool}, {fault}: a request took {slowest:?}"
+            );
+            // Healed without a restart of mandelweb, within a second.
+            assert_eq!(late, 0, "pool {pool}, {fault}: still failing 1 s after");
+            assert!(seen
+                .iter()
+                .any(|s| s.started > healed + Duration::from_secs(1)));
         }
     }
 }

@@ -103,6 +103,51 @@ impl Cluster {
         );
     }
 
+    /// Freezes the server: SIGSTOP to the postmaster and every backend.
+    /// Connections stay open and nothing answers — a hung database, which
+    /// only timeouts can tell from a slow one.
+    pub fn freeze(&self) {
+        for pid in self.processes().iter().rev() {
+            let _ = rustix::process::kill_process(*pid, rustix::process::Signal::STOP);
+        }
+    }
+
+    /// Undoes [`Cluster::freeze`]: SIGCONT to the same processes.
+    pub fn thaw(&self) {
+        for pid in self.processes() {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::CONT);
+        }
+    }
+
+    /// The postmaster (from its pid file), then its children.
+    fn processes(&self) -> Vec<rustix::process::Pid> {
+        let text = std::fs::read_to_string(self.data().join("postmaster.pid"))
+            .expect("the server is running");
+        let postmaster: i32 = text
+            .lines()
+            .next()
+            .and_then(|l| l.trim().parse().ok())
+            .expect("a pid on postmaster.pid's first line");
+        let mut pids = vec![postmaster];
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            // /proc/PID/stat: "pid (comm) state ppid ..."; comm may hold spaces.
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<i32>().ok());
+            if ppid == Some(postmaster) {
+                pids.push(pid);
+            }
+        }
+        pids.into_iter()
+            .filter_map(rustix::process::Pid::from_raw)
+            .collect()
+    }
+
     /// The server's log so far (for a failing test's message).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
