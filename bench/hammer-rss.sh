@@ -13,26 +13,7 @@ command -v nginx >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=nonintera
 [ -x /usr/bin/time ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time >/dev/null; }
 cargo build --release -q -p hammer
 HAMMER=$PWD/target/release/hammer
-work=$(mktemp -d)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-cat > "$work/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-master_process off;
-pid $work/nginx.pid;
-error_log $work/error.log;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000000;
-  server { listen 127.0.0.1:$port; location / { return 200 "hello\n"; } }
-}
-CONF
-taskset -c 0 nginx -c "$work/nginx.conf" -p "$work" &
-nginx_pid=$!
-trap 'kill $nginx_pid 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/" >/dev/null && break; sleep 0.1; done
-url="http://127.0.0.1:$port/"
+. bench/nginx.sh
 
 printf "%-6s %12s %14s %12s %10s\n" mode requests answered "peak RSS" "vs 10k"
 for mode in closed open; do

@@ -234,35 +234,7 @@ fn metrics_count_requests_by_route_and_status() {
     ] {
         assert!(text.contains(name), "{name} missing from\n{text}");
     }
-    promtool_check(&text);
-}
-
-/// `promtool check metrics` (Debian `prometheus`, installed by .ci/run) judges the exposition.
-fn promtool_check(text: &str) {
-    use std::io::Write;
-    let mut child = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool is needed: apt-get install prometheus (.ci/run does)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && said.trim().is_empty(),
-        "promtool: {said}\n{text}"
-    );
+    testkit::promtool_check_metrics(&text);
 }
 
 /// Under steady load, a drain loses no accepted request: every response a

@@ -63,6 +63,21 @@ impl std::fmt::Debug for Live {
 }
 
 impl Live {
+    /// `--metrics-listen`: serves on `addr` when one is given, saying where
+    /// unless `quiet`.
+    pub fn from_flag(
+        addr: Option<&str>,
+        shard: Option<String>,
+        quiet: bool,
+    ) -> Result<Option<Arc<Live>>> {
+        let Some(addr) = addr else { return Ok(None) };
+        let (live, at) = Live::serve(addr, shard)?;
+        if !quiet {
+            eprintln!("metrics: http://{at}/metrics");
+        }
+        Ok(Some(live))
+    }
+
     /// Binds `addr` and serves `GET /metrics` on a thread of its own.
     /// Returns the metrics and the address bound (port 0 picks one).
     pub fn serve(addr: &str, shard: Option<String>) -> Result<(Arc<Live>, SocketAddr)> {

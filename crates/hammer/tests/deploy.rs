@@ -7,7 +7,6 @@
 
 mod support;
 
-use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -206,7 +205,7 @@ fn a_real_prometheus_sees_both_sides_agree_and_answers_every_board_query() {
     }
     let (status, text) = get(hammer_metrics, "/metrics");
     assert_eq!(status, 200);
-    promtool_check_metrics(&text);
+    testkit::promtool_check_metrics(&text);
     assert_eq!(get(hammer_metrics, "/nothing").0, 404);
     let out = wait_limited(child, LIMIT);
     assert!(out.status.success(), "{}", said(&out));
@@ -285,29 +284,6 @@ fn a_real_prometheus_sees_both_sides_agree_and_answers_every_board_query() {
     assert_eq!(
         prom.value("db_pool_max_connections{job=\"mandelweb\"}", during),
         4.0
-    );
-}
-
-/// `promtool check metrics` on an exposition: no errors, no lint findings.
-fn promtool_check_metrics(text: &str) {
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool is needed");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success() && said(&out).trim().is_empty(),
-        "promtool: {}\n{text}",
-        said(&out)
     );
 }
 

@@ -1,7 +1,8 @@
 //! Test support shared by hammer's crates: a raw HTTP/1.1 client over a
 //! plain TCP stream, so tests see exactly what a client would (complete
 //! responses, connections closed before or in the middle of one), and a
-//! throwaway PostgreSQL cluster ([`postgres::Cluster`]).
+//! throwaway PostgreSQL cluster ([`postgres::Cluster`]), and the judge of
+//! a Prometheus exposition ([`promtool_check_metrics`]).
 
 pub mod postgres;
 
@@ -191,4 +192,32 @@ pub fn post(addr: SocketAddr, path: &str, body: &[u8]) -> Response {
     Client::connect(addr)
         .request("POST", path, &[("Content-Type", "application/json")], body)
         .unwrap_or_else(|e| panic!("POST {path}: {e}"))
+}
+
+/// `promtool check metrics` (Debian `prometheus`; `./test` installs it)
+/// judges a Prometheus text exposition: it must pass with no lint finding.
+pub fn promtool_check_metrics(text: &str) {
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool is needed: apt-get install prometheus (./test does)");
+    child
+        .stdin
+        .take()
+        .expect("a piped stdin")
+        .write_all(text.as_bytes())
+        .expect("promtool reads its input");
+    let out = child.wait_with_output().expect("promtool runs");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool: {said}\n{text}"
+    );
 }

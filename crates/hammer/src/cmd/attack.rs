@@ -48,14 +48,11 @@ pub fn run(args: AttackArgs) -> Result<Exit> {
     let nofile = limits::raise_nofile();
     let mut attack = resolve(&args, limits::max_connections(nofile))?;
     // Listening before the start: a shard waiting for --start-at is up.
-    let live = args
-        .metrics_listen
-        .as_deref()
-        .map(|addr| Live::serve(addr, args.shard.clone()))
-        .transpose()?;
-    if let (Some((_, at)), false) = (&live, args.quiet) {
-        eprintln!("metrics: http://{at}/metrics");
-    }
+    let live = Live::from_flag(
+        args.metrics_listen.as_deref(),
+        args.shard.clone(),
+        args.quiet,
+    )?;
     attack.title += &preflight(&mut attack.config, args.http2)?;
     wait_for_start(args.start_at)?;
 
@@ -68,7 +65,7 @@ pub fn run(args: AttackArgs) -> Result<Exit> {
         count: attack.config.shard.stride,
     });
     let watching = Watching {
-        live: live.map(|(l, _)| l),
+        live,
         plan: match &attack.config.mode {
             Mode::Open { plan, .. } => Some((plan.clone(), attack.config.shard.stride.max(1))),
             Mode::Closed => None,

@@ -42,14 +42,7 @@ pub fn run(args: LabArgs) -> Result<Exit> {
     let (stop, interrupted) = super::on_ctrl_c();
 
     let specs = target_specs(&args)?;
-    let live = args
-        .metrics_listen
-        .as_deref()
-        .map(|addr| crate::live::Live::serve(addr, None))
-        .transpose()?;
-    if let (Some((_, at)), false) = (&live, args.quiet) {
-        eprintln!("metrics: http://{at}/metrics");
-    }
+    let live = crate::live::Live::from_flag(args.metrics_listen.as_deref(), None, args.quiet)?;
     let mut display = Display::new(args.quiet);
     let mut report = LabReport {
         kind: Kind::Lab,
@@ -68,7 +61,7 @@ pub fn run(args: LabArgs) -> Result<Exit> {
         let (mut target, _service) = spec.start(&args, connections)?;
         target.load.watcher = live
             .as_ref()
-            .map(|(l, _)| l.clone() as Arc<dyn hammer_lab::step::Watcher>);
+            .map(|l| l.clone() as Arc<dyn hammer_lab::step::Watcher>);
         let diagnostics = target
             .diag
             .as_ref()
@@ -90,7 +83,7 @@ pub fn run(args: LabArgs) -> Result<Exit> {
         summary::render(&report),
         args.out.join("index.html").display()
     ))?;
-    if let Some((live, _)) = &live {
+    if let Some(live) = &live {
         live.linger(args.metrics_linger, args.quiet);
     }
     Ok(if report.interrupted {
