@@ -143,7 +143,6 @@ async fn serve(args: Args) -> Result<()> {
                 pool_size: args.pool_size,
                 min_idle: args.pool_min_idle,
                 connect_timeout: args.db_timeout,
-                query_timeout: args.db_timeout.max(Duration::from_secs(2)),
             })?;
             match db.warm().await {
                 Ok(n) if n > 0 => tracing::info!(connections = n, "database pool warm"),

@@ -61,10 +61,9 @@ pub struct Settings {
     pub pool_size: usize,
     /// Connections opened at start and kept open (pool only).
     pub min_idle: usize,
-    /// Bound on a connect and on a wait for a pooled connection.
+    /// Bound on a request's whole database work: connect or pool wait,
+    /// prepare and query.
     pub connect_timeout: Duration,
-    /// Bound on one query once connected.
-    pub query_timeout: Duration,
 }
 
 /// The seed's pool panel: `db_pool_connections{state="in_use"|"idle"}`,
@@ -135,7 +134,6 @@ pub struct Db {
     access: Access,
     /// Bound on the whole of a request's database work.
     deadline: Duration,
-    query_timeout: Duration,
     min_idle: usize,
 }
 
@@ -188,7 +186,6 @@ impl Db {
         Ok(Db {
             access,
             deadline: settings.connect_timeout,
-            query_timeout: settings.query_timeout,
             min_idle: settings.min_idle,
         })
     }
@@ -247,9 +244,11 @@ impl Db {
                 let client = connect(config)
                     .instrument(tracing::info_span!("db.connect"))
                     .await?;
-                self.bounded(client.query(FIND_BY_AGE, &[&age]))
+                client
+                    .query(FIND_BY_AGE, &[&age])
                     .instrument(tracing::info_span!("db.query"))
-                    .await?
+                    .await
+                    .map_err(query_error)?
             }
             Access::Pooled(pool) => {
                 let client = pool
@@ -257,13 +256,16 @@ impl Db {
                     .instrument(tracing::info_span!("db.pool.get"))
                     .await
                     .map_err(pool_error)?;
-                let statement = self
-                    .bounded(client.prepare_typed_cached(FIND_BY_AGE, &[Type::INT4]))
+                let statement = client
+                    .prepare_typed_cached(FIND_BY_AGE, &[Type::INT4])
                     .instrument(tracing::info_span!("db.prepare"))
-                    .await?;
-                self.bounded(client.query(&statement, &[&age]))
+                    .await
+                    .map_err(query_error)?;
+                client
+                    .query(&statement, &[&age])
                     .instrument(tracing::info_span!("db.query"))
-                    .await?
+                    .await
+                    .map_err(query_error)?
             }
         };
         Ok(rows
@@ -274,19 +276,6 @@ impl Db {
                 age: r.get(2),
             })
             .collect())
-    }
-
-    async fn bounded<T>(
-        &self,
-        query: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
-    ) -> Result<T, DbError> {
-        match tokio::time::timeout(self.query_timeout, query).await {
-            Ok(result) => result.map_err(query_error),
-            Err(_) => Err(DbError::Unavailable(format!(
-                "no answer within {:?}",
-                self.query_timeout
-            ))),
-        }
     }
 }
 
