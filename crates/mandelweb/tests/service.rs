@@ -259,7 +259,7 @@ fn a_cpu_profile_names_the_render_kernel_by_its_path() {
     let file = dir.path().join("cpu.pb.gz");
     std::fs::write(&file, &profile.body).unwrap();
     let out = std::process::Command::new("go")
-        .args(["tool", "pprof", "-top", "-nodecount=30"])
+        .args(["tool", "pprof", "-top", "-cum", "-nodecount=40"])
         .arg(&file)
         .output()
         .expect("go tool pprof (.ci/run installs golang-go)");
