@@ -266,6 +266,7 @@ pin_project! {
 
 pin_project! {
     /// The future of one observed request.
+    #[project = ObservedProj]
     pub(crate) struct Observed<F> {
         #[pin]
         handler: Handler<F>,
@@ -282,6 +283,21 @@ pin_project! {
         start: Instant,
         in_flight: InFlight,
     }
+
+    impl<F> PinnedDrop for Observed<F> {
+        // Dropped before its response: the client went away (or the
+        // connection was closed under it). The handler goes first, so its
+        // work stops, then the request ends as a 499.
+        fn drop(this: Pin<&mut Self>) {
+            let mut this = this.project();
+            if matches!(this.handler.as_mut().project(), HandlerProj::Done { response: None }) {
+                return;
+            }
+            this.handler.set(Handler::Done { response: None });
+            let status = StatusCode::from_u16(CLIENT_CLOSED_REQUEST).expect("499 is a status code");
+            settle(&mut this, status);
+        }
+    }
 }
 
 impl<F> Future for Observed<F>
@@ -292,7 +308,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        let _entered = this.span.enter();
+        let entered = this.span.enter();
         let polled = with_request(this.context, || match this.handler.as_mut().project() {
             HandlerProj::Done { response } => Poll::Ready(response.take()),
             HandlerProj::Running { future } => {
@@ -312,59 +328,72 @@ where
                 }
             }
         });
+        drop(entered);
         let response = ready!(polled);
         // Past this point the handler is finished with (or given up on):
         // drop it now, so a timed-out handler stops where it waits.
         this.handler.set(Handler::Done { response: None });
         let mut response = response.expect("the request future is not polled after it completed");
-        let elapsed = this.start.elapsed();
-        let status = response.status();
-        this.span.record("status", status.as_u16());
-        if let Some(context) = this.context.as_mut() {
-            context.status = status.as_u16();
-        }
-        if let Some(uri) = this.path.take() {
-            // Method, route, request ID and status are the context's (or
-            // the span's) fields.
-            let path = uri.path();
-            let written = this.context.as_ref().is_some_and(|context| {
-                write_request_line(context, RequestLine::End { path, elapsed })
-            });
-            if !written {
-                with_request(this.context, || {
-                    tracing::info!(
-                        path = %path,
-                        duration_ms = elapsed.as_secs_f64() * 1000.0,
-                        "request end"
-                    )
-                });
-            }
-        }
+        settle(&mut this, response.status());
         if let Some(id) = this.id.take() {
             response
                 .headers_mut()
                 .insert(REQUEST_ID_HEADER.clone(), id.into_header_value());
         }
-        let route_state = &this.in_flight.0;
-        if route_state.shared.connections.is_draining() {
+        if this.in_flight.0.shared.connections.is_draining() {
             // The connection's last response: the client will not send
             // another request on it, so closing it after this races nothing.
             response
                 .headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
-        let route = this.route.as_ref().map_or("unmatched", MatchedPath::as_str);
-        route_state.shared.metrics.finish(
-            &route_state.series,
-            RequestLabels {
-                route,
-                method: this.method,
-                status,
-            },
-            elapsed,
-        );
         Poll::Ready(Ok(response))
     }
+}
+
+/// nginx's status for a request whose client closed the connection before
+/// the response: its end line and metrics say so (hyper drops the request's
+/// future when it reads the client's EOF, and so the handler with it).
+pub const CLIENT_CLOSED_REQUEST: u16 = 499;
+
+/// A request's end: its status on the span and context, its end line, its
+/// metrics.
+fn settle<F>(this: &mut ObservedProj<'_, F>, status: StatusCode) {
+    let elapsed = this.start.elapsed();
+    this.span.record("status", status.as_u16());
+    if let Some(context) = this.context.as_mut() {
+        context.status = status.as_u16();
+    }
+    if let Some(uri) = this.path.take() {
+        // Method, route, request ID and status are the context's (or
+        // the span's) fields.
+        let path = uri.path();
+        let written = this
+            .context
+            .as_ref()
+            .is_some_and(|context| write_request_line(context, RequestLine::End { path, elapsed }));
+        if !written {
+            let _entered = this.span.enter();
+            with_request(this.context, || {
+                tracing::info!(
+                    path = %path,
+                    duration_ms = elapsed.as_secs_f64() * 1000.0,
+                    "request end"
+                )
+            });
+        }
+    }
+    let route_state = &this.in_flight.0;
+    let route = this.route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    route_state.shared.metrics.finish(
+        &route_state.series,
+        RequestLabels {
+            route,
+            method: this.method,
+            status,
+        },
+        elapsed,
+    );
 }
 
 /// The response to a handler that panicked. The panic hook has already

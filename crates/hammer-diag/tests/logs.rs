@@ -2,8 +2,8 @@
 //! itself as the service (`service_child`, when `LOGS_CHILD` is set) with
 //! `init_logging_with`, its stderr going to a file or a pipe, so that what
 //! reaches stderr before the process exits is what is checked. Lines must
-//! survive a SIGTERM drain under load, a handler's panic and a panic out of
-//! `main`; JSON lines must parse and carry the ID the response echoed; a
+//! survive a SIGTERM drain under load, a handler's panic, a client that
+//! leaves mid-request and a panic out of `main`; JSON lines must parse and carry the ID the response echoed; a
 //! writer that falls behind must count what it dropped.
 
 use std::io::{BufRead, BufReader};
@@ -41,6 +41,13 @@ fn service_child() {
             println!("listening {} {}", public.local_addr()?, diag.local_addr()?);
             let app = Router::new()
                 .route("/hello", get(|| async { "hello\n" }))
+                .route(
+                    "/slow",
+                    get(|| async {
+                        tokio::time::sleep(Duration::from_secs(30)).await;
+                        "late\n"
+                    }),
+                )
                 .route(
                     "/panic",
                     get(|| async {
@@ -195,6 +202,67 @@ fn every_request_line_survives_a_sigterm_drain_under_load() {
         logs.lines().last().unwrap()
     );
     assert!(!logs.contains('\x1b'), "no colours when stderr is a file");
+}
+
+/// A client that closes its connection while the handler waits: hyper
+/// reads the EOF and drops the request, and the request still ends on the
+/// record, as nginx's 499 (client closed request), in its end line and its
+/// metrics, and is no longer in flight.
+#[test]
+fn a_client_that_leaves_mid_request_is_a_499_in_the_log_and_metrics() {
+    use std::io::Write as _;
+    let (file, stderr) = log_file();
+    let mut child = start("serve", &[("LOG_REQUESTS", "both")], stderr);
+    let mut socket = std::net::TcpStream::connect(child.public).unwrap();
+    socket
+        .write_all(b"GET /slow HTTP/1.1\r\nHost: t\r\nX-Request-Id: leaves-early\r\n\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    drop(socket);
+    // The request's end, once the service has read the EOF.
+    let metrics = || testkit::fetch(child.diag, "/metrics").text();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let ended = loop {
+        let text = metrics();
+        if let Some(line) = text
+            .lines()
+            .find(|l| l.starts_with("http_requests_total{") && l.contains("route=\"/slow\""))
+        {
+            break line.to_string();
+        }
+        assert!(Instant::now() < deadline, "no /slow series: {text}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(ended.contains("status=\"499\""), "{ended}");
+    assert!(ended.ends_with(" 1"), "{ended}");
+    assert!(
+        metrics().contains("\nhttp_requests_in_flight 0\n"),
+        "{}",
+        metrics()
+    );
+    assert!(child.terminate().success());
+
+    let logs = std::fs::read_to_string(file.path()).unwrap();
+    let lines: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("leaves-early"))
+        .collect();
+    assert_eq!(lines.len(), 2, "a start and an end line: {}", tail(&logs));
+    assert!(lines[0].contains("request start"), "{}", lines[0]);
+    let end = lines[1];
+    assert!(
+        end.contains("request end") && end.contains("status=499"),
+        "{end}"
+    );
+    let ms: f64 = end
+        .rsplit_once("duration_ms=")
+        .unwrap()
+        .1
+        .trim()
+        .parse()
+        .unwrap();
+    // Ended when the client left (300 ms in), not at the handler's 30 s.
+    assert!((250.0..3_000.0).contains(&ms), "{end}");
 }
 
 #[test]

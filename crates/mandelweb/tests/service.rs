@@ -171,6 +171,71 @@ fn a_hostile_view_is_refused_and_a_timed_out_render_stops() {
     assert_eq!(small.status, 200);
 }
 
+/// CPU time of a process so far, in nanoseconds: the sum of its threads'
+/// schedstat run times (clock ticks are too coarse to time a stop).
+fn cpu_ns(pid: u32) -> u64 {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+    tasks
+        .filter_map(|task| {
+            let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+            stat.split_whitespace().next()?.parse::<u64>().ok()
+        })
+        .sum()
+}
+
+#[test]
+fn a_render_stops_when_its_client_leaves() {
+    use std::io::Write as _;
+    let svc = support::start();
+    let pid = svc.child.id();
+    let mut socket = std::net::TcpStream::connect(svc.public).unwrap();
+    // Seconds of work, within the limits.
+    let request = format!(
+        "GET /mandelbrot?{INSIDE_MINIBROT}&width=512&height=512&iterations=100000 HTTP/1.1\r\nHost: t\r\n\r\n"
+    );
+    socket.write_all(request.as_bytes()).unwrap();
+    let before = cpu_ns(pid);
+    std::thread::sleep(Duration::from_millis(300));
+    let rendering = cpu_ns(pid) - before;
+    assert!(
+        rendering > 150_000_000,
+        "rendering: {rendering} ns of CPU in 300 ms"
+    );
+    drop(socket);
+    let left = std::time::Instant::now();
+    // CPU time each millisecond for 400 ms after the client left.
+    let mut samples = Vec::new();
+    while left.elapsed() < Duration::from_millis(400) {
+        samples.push((left.elapsed(), cpu_ns(pid)));
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let last = samples.last().unwrap().1;
+    // Stopped: from then on, less than 2 ms of CPU in all.
+    let stopped = samples
+        .iter()
+        .find(|(_, cpu)| last - cpu < 2_000_000)
+        .map(|(at, _)| *at)
+        .unwrap();
+    eprintln!("the render stopped {stopped:?} after its client left");
+    assert!(
+        stopped < Duration::from_millis(100),
+        "still rendering {stopped:?} after the client left"
+    );
+    // The request ended as a 499, nginx's "client closed request".
+    let metrics = fetch(svc.diag, "/metrics").text();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("http_requests_total{")
+                && l.contains("route=\"/mandelbrot\"")
+                && l.contains("status=\"499\"")),
+        "{metrics}"
+    );
+    // And the renderer is free for the next request at once.
+    let small = fetch(svc.public, "/mandelbrot?width=64&height=64");
+    assert_eq!(small.status, 200);
+}
+
 #[test]
 fn a_burst_of_connects_waits_in_the_backlog_instead_of_being_dropped() {
     let mut svc = start();
