@@ -13,7 +13,9 @@
 # their ratio holds even when the machine's own speed moves (on these VMs a
 # server alone flips between runs by 15% in system time per request). REPEAT
 # rounds; prints median ratios of requests/s and of the servers' CPU time
-# per request.
+# per request. ROWS (space-separated row names) runs some rows only;
+# LOG_TO=/dev/null sends hammer-diag's log there instead of a file (what
+# the lines cost without the file system's share).
 #
 # Then, unless NOINSTR is set, the servers' user-space instructions per
 # request counted by callgrind: the same figures on every run, also for bare
@@ -39,7 +41,7 @@ pair() { # NAME RUST_LOG [profile] [LOG_FORMAT LOG_REQUESTS] [ID]: bare axum and
   p1=$(free_port); p2=$(free_port); d2=$(free_port)
   RUST_LOG=warn taskset -c 0 "$SERVER" plain "127.0.0.1:$p1" 2>> "$work/server.log" &
   a=$!
-  LOG_FORMAT=${4:-text} LOG_REQUESTS=${5:-end} RUST_LOG=$2 taskset -c 0 "$SERVER" diag "127.0.0.1:$p2" "127.0.0.1:$d2" 2>> "$work/server.log" &
+  LOG_FORMAT=${4:-text} LOG_REQUESTS=${5:-end} RUST_LOG=$2 taskset -c 0 "$SERVER" diag "127.0.0.1:$p2" "127.0.0.1:$d2" 2>> "${LOG_TO:-$work/server.log}" &
   b=$!
   wait_up "$p1"; wait_up "$p2"
   if [ "${3:-}" = profile ]; then
@@ -67,13 +69,15 @@ print(name, a["achieved_rate"], b["achieved_rate"], us(ta, a), us(tb, b), a["fai
 PY
 }
 
+ROWS=${ROWS:-diag-nolog diag-echo diag-profiled diag-log diag-json diag-both}
+row() { [[ " $ROWS " == *" $1 "* ]] && pair "$@"; return 0; }
 for _ in $(seq "$REPEAT"); do
-  pair diag-nolog warn
-  pair diag-echo warn "" text end id
-  pair diag-profiled warn profile
-  pair diag-log info "" text end
-  pair diag-json info "" json end
-  pair diag-both info "" text both
+  row diag-nolog warn
+  row diag-echo warn "" text end id
+  row diag-profiled warn profile
+  row diag-log info "" text end
+  row diag-json info "" json end
+  row diag-both info "" text both
 done
 python3 - "$work/pairs" "$DURATION" <<'PY'
 import statistics, sys
@@ -88,9 +92,11 @@ labels = {"diag-nolog": "hammer-diag, RUST_LOG=warn",
           "diag-json": "request logs on, JSON",
           "diag-both": "request logs on, start and end"}
 print(f"each row: bare axum and hammer-diag served at once on one core, {sys.argv[2]} s, "
-      f"medians of {len(rows['diag-nolog'])} rounds")
+      f"medians of {len(next(iter(rows.values())))} rounds")
 print(f"{'hammer-diag':<34} {'req/s':>15} {'vs axum':>8} {'CPU us/req':>13} {'vs axum':>8} {'failed':>6}")
 for name, label in labels.items():
+    if name not in rows:
+        continue
     r = rows[name]
     med = lambda i: statistics.median(x[i] for x in r)
     rate = statistics.median(x[1] / x[0] - 1 for x in r) * 100

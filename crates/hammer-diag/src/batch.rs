@@ -57,6 +57,11 @@ impl Shared {
     }
 
     fn push(&self, line: &[u8]) {
+        self.push_with(|buf| buf.extend_from_slice(line));
+    }
+
+    /// Appends the line `write` adds to a buffer (one whole line).
+    fn push_with(&self, write: impl FnOnce(&mut Vec<u8>)) {
         let mut st = self.lock();
         if st.lines >= self.limit && !st.closing {
             if !self.block {
@@ -73,12 +78,15 @@ impl Shared {
         }
         if st.closing {
             drop(st);
-            let _ = std::io::stderr().lock().write_all(line);
+            let mut line = Vec::new();
+            write(&mut line);
+            let _ = std::io::stderr().lock().write_all(&line);
             return;
         }
-        st.buf.extend_from_slice(line);
+        let before = st.buf.len();
+        write(&mut st.buf);
         st.lines += 1;
-        let crossed = st.buf.len() >= HIGH_WATER && st.buf.len() - line.len() < HIGH_WATER;
+        let crossed = st.buf.len() >= HIGH_WATER && before < HIGH_WATER;
         if st.writer_idle || crossed {
             st.writer_idle = false;
             self.wake.notify_one();
@@ -129,9 +137,10 @@ impl Batcher {
         ))
     }
 
-    /// Hands the writer one whole line.
-    pub(crate) fn push(&self, line: &[u8]) {
-        self.shared.push(line);
+    /// Hands the writer the whole line `write` appends to its buffer
+    /// (formatted in place, under the buffer's lock: no copy).
+    pub(crate) fn push_with(&self, write: impl FnOnce(&mut Vec<u8>)) {
+        self.shared.push_with(write);
     }
 
     /// Lines dropped because the writer was `limit` lines behind.

@@ -16,7 +16,7 @@
 
 use std::cell::RefCell;
 use std::fmt::{self, Write as _};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::MatchedPath;
 use axum::http::Method;
@@ -166,27 +166,68 @@ fn timestamp(w: &mut Writer<'_>) -> fmt::Result {
 /// (`2026-11-26T08:15:07.`, made once a second per thread) and its
 /// microseconds.
 fn with_timestamp<R>(f: impl FnOnce(&str, u32) -> R) -> R {
+    with_timestamp_at(Instant::now(), f)
+}
+
+/// What a thread's lines take their wall-clock time from: a reading of the
+/// system clock and of the monotonic clock taken together, at most a
+/// second old, and the text of the second being written.
+struct Clock {
+    anchor: Option<(Instant, Duration)>,
+    second: u64,
+    prefix: String,
+}
+
+/// Calls `f` with the wall-clock time of `at` (a monotonic reading the
+/// caller already made, such as the one a request's duration came from,
+/// so a line costs no second clock read), as with [`with_timestamp`]. The
+/// system clock is read again once a second: between two readings the
+/// time moves with the monotonic clock, which NTP slews by at most 0.05%,
+/// so a line's time is off by 0.5 ms at the very worst.
+fn with_timestamp_at<R>(at: Instant, f: impl FnOnce(&str, u32) -> R) -> R {
     thread_local! {
-        static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+        static CLOCK: RefCell<Clock> = const {
+            RefCell::new(Clock { anchor: None, second: u64::MAX, prefix: String::new() })
+        };
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = now.as_secs();
+    let read_system_clock = || {
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        (Instant::now(), wall)
+    };
+    let wall_at = |(when, wall): (Instant, Duration)| match at.checked_duration_since(when) {
+        Some(after) => wall + after,
+        None => wall.saturating_sub(when - at),
+    };
     let mut f = Some(f);
-    let mut call = |second: &str| (f.take().expect("called once"))(second, now.subsec_micros());
-    let cached = SECOND.try_with(|second| {
-        let mut second = second.borrow_mut();
-        if second.0 != secs {
-            second.1 = second_prefix(secs);
-            second.0 = secs;
+    let mut call = |second: &str, micros| (f.take().expect("called once"))(second, micros);
+    let cached = CLOCK.try_with(|clock| {
+        let mut clock = clock.borrow_mut();
+        let anchor = match clock.anchor {
+            Some((when, _)) if at >= when && at - when < Duration::from_secs(1) => clock.anchor,
+            _ => None,
         }
-        call(&second.1)
+        .unwrap_or_else(|| {
+            let anchor = read_system_clock();
+            clock.anchor = Some(anchor);
+            anchor
+        });
+        let now = wall_at(anchor);
+        let secs = now.as_secs();
+        if clock.second != secs {
+            clock.prefix = second_prefix(secs);
+            clock.second = secs;
+        }
+        call(&clock.prefix, now.subsec_micros())
     });
     match cached {
         Ok(r) => r,
         // During thread teardown: made for this line.
-        Err(_) => call(&second_prefix(secs)),
+        Err(_) => {
+            let now = wall_at(read_system_clock());
+            call(&second_prefix(now.as_secs()), now.subsec_micros())
+        }
     }
 }
 
@@ -212,6 +253,16 @@ pub(crate) enum RequestLine<'a> {
     End { path: &'a str, elapsed: Duration },
 }
 
+impl RequestLine<'_> {
+    /// The line's parts: message, path and, for the end, the duration.
+    fn parts(&self) -> (&'static str, &str, Option<Duration>) {
+        match *self {
+            RequestLine::Start { path } => ("request start", path, None),
+            RequestLine::End { path, elapsed } => ("request end", path, Some(elapsed)),
+        }
+    }
+}
+
 /// The target a request's own lines are logged under.
 pub(crate) const REQUEST_TARGET: &str = "hammer_diag::middleware";
 
@@ -220,26 +271,26 @@ pub(crate) const REQUEST_TARGET: &str = "hammer_diag::middleware";
 /// duration_ms, "request end")` logged inside the request, made from
 /// bytes: no `tracing` dispatch and no `core::fmt`, which were two thirds
 /// of a logged request's instructions.
+/// `at` is when the line is written, as a monotonic reading (see
+/// [`with_timestamp_at`]).
 pub(crate) fn request_line(
     out: &mut Vec<u8>,
     format: LogFormat,
     r: &RequestContext,
     line: RequestLine<'_>,
+    at: Instant,
 ) {
-    let (message, path, elapsed) = match line {
-        RequestLine::Start { path } => ("request start", path, None),
-        RequestLine::End { path, elapsed } => ("request end", path, Some(elapsed)),
-    };
+    let (message, path, elapsed) = line.parts();
     let status = r.status;
     match format {
         LogFormat::Text => {
-            push_timestamp(out);
+            push_timestamp(out, at);
             out.extend_from_slice(b"  INFO request{method=");
             out.extend_from_slice(r.method.as_str().as_bytes());
             out.extend_from_slice(b" route=");
             out.extend_from_slice(r.route().as_bytes());
             out.extend_from_slice(b" request_id=");
-            out.extend_from_slice(r.id().as_bytes());
+            out.extend_from_slice(r.id.as_bytes());
             if status != 0 {
                 out.extend_from_slice(b" status=");
                 out.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
@@ -258,23 +309,23 @@ pub(crate) fn request_line(
         }
         LogFormat::Json => {
             out.extend_from_slice(b"{\"timestamp\":\"");
-            push_timestamp(out);
+            push_timestamp(out, at);
             out.extend_from_slice(b"\",\"level\":\"INFO\",\"target\":\"");
             out.extend_from_slice(REQUEST_TARGET.as_bytes());
             out.extend_from_slice(b"\",\"message\":\"");
             out.extend_from_slice(message.as_bytes());
             out.extend_from_slice(b"\",\"path\":");
-            push_json_string(out, path);
+            push_json_string(out, path.as_bytes());
             if let Some(elapsed) = elapsed {
                 out.extend_from_slice(b",\"duration_ms\":");
                 push_ms(out, elapsed);
             }
             out.extend_from_slice(b",\"request_id\":");
-            push_json_string(out, r.id());
+            push_json_string(out, r.id.as_bytes());
             out.extend_from_slice(b",\"method\":");
-            push_json_string(out, r.method.as_str());
+            push_json_string(out, r.method.as_str().as_bytes());
             out.extend_from_slice(b",\"route\":");
-            push_json_string(out, r.route());
+            push_json_string(out, r.route().as_bytes());
             if status != 0 {
                 out.extend_from_slice(b",\"status\":");
                 out.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
@@ -284,8 +335,8 @@ pub(crate) fn request_line(
     }
 }
 
-fn push_timestamp(out: &mut Vec<u8>) {
-    with_timestamp(|second, micros| {
+fn push_timestamp(out: &mut Vec<u8>, at: Instant) {
+    with_timestamp_at(at, |second, micros| {
         out.extend_from_slice(second.as_bytes());
         push_padded(out, micros.into(), 6);
         out.push(b'Z');
@@ -309,9 +360,8 @@ fn push_padded(out: &mut Vec<u8>, n: u64, width: usize) {
 }
 
 /// `s` as a JSON string, escaped as [`json_string`] escapes it.
-fn push_json_string(out: &mut Vec<u8>, s: &str) {
+fn push_json_string(out: &mut Vec<u8>, bytes: &[u8]) {
     out.push(b'"');
-    let bytes = s.as_bytes();
     let mut plain = 0;
     for (i, &b) in bytes.iter().enumerate() {
         let escaped: &[u8] = match b {
@@ -659,7 +709,13 @@ mod tests {
             for (status, line) in [(0, start), (503, end), (200, start)] {
                 context.as_mut().unwrap().status = status;
                 let mut ours = Vec::new();
-                request_line(&mut ours, format, context.as_ref().unwrap(), line);
+                request_line(
+                    &mut ours,
+                    format,
+                    context.as_ref().unwrap(),
+                    line,
+                    Instant::now(),
+                );
                 let ours = String::from_utf8(ours).unwrap();
                 let theirs = formatted(format, || {
                     with_request(&mut context, || match line {
@@ -681,6 +737,50 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The wall-clock time of a monotonic reading, as a line writes it.
+    fn wall_of(at: Instant) -> Duration {
+        with_timestamp_at(at, |second, micros| {
+            let t = chrono_like(second);
+            t + Duration::from_micros(micros.into())
+        })
+    }
+
+    /// Seconds since 1970 of a `2026-11-26T08:15:07.` prefix.
+    fn chrono_like(prefix: &str) -> Duration {
+        let n = |r: std::ops::Range<usize>| prefix[r].parse::<u64>().unwrap();
+        let (y, mo, d) = (n(0..4), n(5..7), n(8..10));
+        let days = (0..).find(|&days| civil_date(days) == (y, mo, d)).unwrap();
+        Duration::from_secs(days * 86_400 + n(11..13) * 3600 + n(14..16) * 60 + n(17..19))
+    }
+
+    #[test]
+    fn a_lines_time_is_the_system_clocks_at_the_reading_given() {
+        let system = || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+        };
+        let close = |a: Duration, b: Duration| a.abs_diff(b) < Duration::from_millis(5);
+        let (before, at, after) = (system(), Instant::now(), system());
+        let wall = wall_of(at);
+        assert!(
+            wall + Duration::from_millis(1) >= before && wall <= after + Duration::from_millis(1)
+        );
+        // Within the anchor's second, a later reading moves with it.
+        std::thread::sleep(Duration::from_millis(30));
+        let (later, later_system) = (Instant::now(), system());
+        assert!(close(wall_of(later), later_system), "{:?}", wall_of(later));
+        // A reading from before the anchor (a request's start line).
+        let earlier = later - Duration::from_secs(3);
+        assert!(close(
+            wall_of(earlier),
+            later_system - Duration::from_secs(3)
+        ));
+        // And after a pause of more than a second, a new anchor.
+        std::thread::sleep(Duration::from_millis(1_100));
+        assert!(close(wall_of(Instant::now()), system()));
     }
 
     #[test]

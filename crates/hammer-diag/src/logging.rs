@@ -10,11 +10,10 @@
 //! request's fields (`request_id`, `method`, `route`, `status`) beside the
 //! event's own, as log shippers read them ([`crate::lines`]).
 
-use std::cell::RefCell;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tracing_subscriber::fmt::format::JsonFields;
 
@@ -238,10 +237,11 @@ pub(crate) fn request_logs() -> RequestLogs {
 /// line through (the same line the formatter would make of a `tracing`
 /// event, at a third of the cost: [`crate::lines::request_line`]). False
 /// when hammer-diag's logging is not installed: the caller logs an event.
-pub(crate) fn write_request_line(request: &RequestContext, line: RequestLine<'_>) -> bool {
-    thread_local! {
-        static LINE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-    }
+pub(crate) fn write_request_line(
+    request: &RequestContext,
+    line: RequestLine<'_>,
+    at: Instant,
+) -> bool {
     let Some(writer) = WRITER.get().filter(|_| installed()) else {
         return false;
     };
@@ -254,13 +254,9 @@ pub(crate) fn write_request_line(request: &RequestContext, line: RequestLine<'_>
         x if x == LogFormat::Json as u8 => LogFormat::Json,
         _ => LogFormat::Text,
     };
-    LINE.try_with(|buf| {
-        let mut buf = buf.borrow_mut();
-        buf.clear();
-        request_line(&mut buf, format, request, line);
-        writer.push(&buf);
-    })
-    .is_ok()
+    // Formatted straight into the writer's buffer: no copy of the line.
+    writer.push_with(|buf| request_line(buf, format, request, line, at));
+    true
 }
 
 /// Lines dropped because the writer fell behind, since start.

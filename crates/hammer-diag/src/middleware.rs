@@ -39,6 +39,18 @@ use crate::Shared;
 pub const REQUEST_ID: &str = "x-request-id";
 static REQUEST_ID_HEADER: HeaderName = HeaderName::from_static(REQUEST_ID);
 
+/// Two hex digits for each byte value.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    let digits = b"0123456789abcdef";
+    let mut pairs = [[0u8; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        pairs[i] = [digits[i >> 4], digits[i & 0xf]];
+        i += 1;
+    }
+    pairs
+};
+
 /// A semi-unique request ID: 16 hex digits, different across restarts.
 fn new_request_id_bytes() -> [u8; 16] {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -59,8 +71,8 @@ fn new_request_id_bytes() -> [u8; 16] {
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^= z >> 31;
     let mut out = [0u8; 16];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = b"0123456789abcdef"[((z >> (60 - 4 * i)) & 0xf) as usize];
+    for (pair, byte) in out.chunks_exact_mut(2).zip(z.to_be_bytes()) {
+        pair.copy_from_slice(&HEX_PAIRS[usize::from(byte)]);
     }
     out
 }
@@ -94,6 +106,14 @@ pub(crate) enum RequestId {
 impl RequestId {
     fn made() -> Self {
         RequestId::Made(new_request_id_bytes())
+    }
+
+    /// The ID's bytes: printable ASCII, whichever kind it is.
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        match self {
+            RequestId::Given(value) => value.as_bytes(),
+            RequestId::Made(bytes) => bytes,
+        }
     }
 
     pub(crate) fn as_str(&self) -> &str {
@@ -220,9 +240,9 @@ where
             .then(|| req.uri().clone());
         if request_logs == RequestLogs::Both && path.is_some() {
             let path = req.uri().path();
-            let written = context
-                .as_ref()
-                .is_some_and(|context| write_request_line(context, RequestLine::Start { path }));
+            let written = context.as_ref().is_some_and(|context| {
+                write_request_line(context, RequestLine::Start { path }, start)
+            });
             if !written {
                 span.in_scope(|| {
                     with_request(&mut context, || {
@@ -359,7 +379,8 @@ pub const CLIENT_CLOSED_REQUEST: u16 = 499;
 /// A request's end: its status on the span and context, its end line, its
 /// metrics.
 fn settle<F>(this: &mut ObservedProj<'_, F>, status: StatusCode) {
-    let elapsed = this.start.elapsed();
+    let now = Instant::now();
+    let elapsed = now.saturating_duration_since(*this.start);
     this.span.record("status", status.as_u16());
     if let Some(context) = this.context.as_mut() {
         context.status = status.as_u16();
@@ -368,10 +389,9 @@ fn settle<F>(this: &mut ObservedProj<'_, F>, status: StatusCode) {
         // Method, route, request ID and status are the context's (or
         // the span's) fields.
         let path = uri.path();
-        let written = this
-            .context
-            .as_ref()
-            .is_some_and(|context| write_request_line(context, RequestLine::End { path, elapsed }));
+        let written = this.context.as_ref().is_some_and(|context| {
+            write_request_line(context, RequestLine::End { path, elapsed }, now)
+        });
         if !written {
             let _entered = this.span.enter();
             with_request(this.context, || {
