@@ -49,14 +49,15 @@ impl RequestContext {
 }
 
 thread_local! {
-    static CURRENT: RefCell<Option<RequestContext>> = const { RefCell::new(None) };
+    static CURRENT: RefCell<Option<Box<RequestContext>>> = const { RefCell::new(None) };
 }
 
 /// Runs `f` with the context in `slot` as this thread's current request
 /// (an empty slot leaves the thread's as it is), then puts the context back
 /// in the slot and restores the one before, even on a panic. The context
-/// moves rather than being shared: no allocation, no reference count.
-pub(crate) fn with_request<R>(slot: &mut Option<RequestContext>, f: impl FnOnce() -> R) -> R {
+/// is boxed and moves rather than being shared: a pointer in and out of
+/// the thread-local per poll, no reference count.
+pub(crate) fn with_request<R>(slot: &mut Option<Box<RequestContext>>, f: impl FnOnce() -> R) -> R {
     if slot.is_none() {
         return f();
     }
@@ -64,8 +65,8 @@ pub(crate) fn with_request<R>(slot: &mut Option<RequestContext>, f: impl FnOnce(
         return f();
     };
     struct Restore<'a> {
-        slot: &'a mut Option<RequestContext>,
-        before: Option<RequestContext>,
+        slot: &'a mut Option<Box<RequestContext>>,
+        before: Option<Box<RequestContext>>,
     }
     impl Drop for Restore<'_> {
         fn drop(&mut self) {
@@ -81,7 +82,7 @@ fn current_request<R>(f: impl FnOnce(Option<&RequestContext>) -> R) -> R {
     let mut f = Some(f);
     let mut call = |request: Option<&RequestContext>| (f.take().expect("called once"))(request);
     // During thread teardown the context is gone: no request.
-    match CURRENT.try_with(|c| c.try_borrow().ok().map(|c| call(c.as_ref()))) {
+    match CURRENT.try_with(|c| c.try_borrow().ok().map(|c| call(c.as_deref()))) {
         Ok(Some(r)) => r,
         _ => call(None),
     }
@@ -338,7 +339,7 @@ pub(crate) fn request_line(
 fn push_timestamp(out: &mut Vec<u8>, at: Instant) {
     with_timestamp_at(at, |second, micros| {
         out.extend_from_slice(second.as_bytes());
-        push_padded(out, micros.into(), 6);
+        push_six_digits(out, micros);
         out.push(b'Z');
     });
 }
@@ -348,15 +349,17 @@ fn push_ms(out: &mut Vec<u8>, elapsed: Duration) {
     let ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
     out.extend_from_slice(itoa::Buffer::new().format(ns / 1_000_000).as_bytes());
     out.push(b'.');
-    push_padded(out, ns % 1_000_000, 6);
+    push_six_digits(out, (ns % 1_000_000) as u32);
 }
 
-/// `n` (below 10^width) in `width` (at most 21) digits, zeros in front.
-fn push_padded(out: &mut Vec<u8>, n: u64, width: usize) {
-    let mut buf = itoa::Buffer::new();
-    let digits = buf.format(n).as_bytes();
-    out.extend_from_slice(&b"000000000000000000000"[..width.saturating_sub(digits.len())]);
-    out.extend_from_slice(digits);
+/// `n` (below 10^6) in six digits, zeros in front.
+fn push_six_digits(out: &mut Vec<u8>, mut n: u32) {
+    let mut digits = [b'0'; 6];
+    for digit in digits.iter_mut().rev() {
+        *digit = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    out.extend_from_slice(&digits);
 }
 
 /// `s` as a JSON string, escaped as [`json_string`] escapes it.
@@ -694,12 +697,12 @@ mod tests {
 
     #[test]
     fn a_request_line_made_from_bytes_is_the_line_the_formatter_makes() {
-        let mut context = Some(RequestContext {
+        let mut context = Some(Box::new(RequestContext {
             id: RequestId::Given(axum::http::HeaderValue::from_static("id-\"quoted\\")),
             method: Method::POST,
             route: None,
             status: 0,
-        });
+        }));
         let start = RequestLine::Start { path: "/find" };
         let end = RequestLine::End {
             path: "/a\"b",
@@ -785,12 +788,12 @@ mod tests {
 
     #[test]
     fn the_current_request_is_restored_after_a_panic() {
-        let mut context = Some(RequestContext {
+        let mut context = Some(Box::new(RequestContext {
             id: RequestId::Made(*b"0123456789abcdef"),
             method: Method::GET,
             route: None,
             status: 0,
-        });
+        }));
         let id = || current_request(|r| r.map(|r| r.id().to_string()));
         let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             with_request(&mut context, || {

@@ -224,13 +224,19 @@ where
         let mut id = given_request_id(&req).map(RequestId::Given);
         if logged || !span.is_disabled() {
             let id = id.get_or_insert_with(RequestId::made);
-            span.record("request_id", tracing::field::display(id.as_str()));
+            if !span.is_disabled() {
+                span.record("request_id", tracing::field::display(id.as_str()));
+            }
         }
-        let mut context = logged.then(|| RequestContext {
-            id: id.clone().expect("made above"),
-            method: method.clone(),
-            route: route.clone(),
-            status: 0,
+        // A logged request's ID lives in its context until the response
+        // header takes it.
+        let mut context = logged.then(|| {
+            Box::new(RequestContext {
+                id: id.take().expect("made above"),
+                method: method.clone(),
+                route: route.clone(),
+                status: 0,
+            })
         });
         let start = Instant::now();
         let in_flight = InFlight::new(self.route.clone());
@@ -293,10 +299,12 @@ pin_project! {
         // Armed at the handler's first wait, with the request's deadline.
         timer: Option<Pin<Box<Sleep>>>,
         span: Span,
-        // What names the request on its lines, with hammer-diag's logging.
-        context: Option<RequestContext>,
+        // What names the request on its lines, with hammer-diag's logging
+        // (boxed: it moves in and out of a thread-local at every poll).
+        context: Option<Box<RequestContext>>,
         // The request's URI when its end line is written.
         path: Option<Uri>,
+        // The ID the response echoes, unless the context holds it.
         id: Option<RequestId>,
         route: Option<MatchedPath>,
         method: Method,
@@ -355,7 +363,11 @@ where
         this.handler.set(Handler::Done { response: None });
         let mut response = response.expect("the request future is not polled after it completed");
         settle(&mut this, response.status());
-        if let Some(id) = this.id.take() {
+        let id = match this.context.take() {
+            Some(context) => Some(context.id),
+            None => this.id.take(),
+        };
+        if let Some(id) = id {
             response
                 .headers_mut()
                 .insert(REQUEST_ID_HEADER.clone(), id.into_header_value());
