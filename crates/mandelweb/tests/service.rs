@@ -197,8 +197,9 @@ fn a_render_stops_when_its_client_leaves() {
     let before = cpu_ns(pid);
     std::thread::sleep(Duration::from_millis(300));
     let rendering = cpu_ns(pid) - before;
+    // Running (tests beside it may share the cores: a low bar).
     assert!(
-        rendering > 150_000_000,
+        rendering > 50_000_000,
         "rendering: {rendering} ns of CPU in 300 ms"
     );
     drop(socket);
