@@ -227,12 +227,21 @@ fn target(h: &mut String, t: &TargetReport, dir: &Path) -> Result<()> {
                 String::new(),
             ),
         };
+        let r_squared = if t
+            .sweep
+            .as_ref()
+            .is_some_and(crate::sweep::Sweep::fit_is_exact)
+        {
+            "exact through 3 points, so R² says nothing".to_string()
+        } else {
+            format!("R² = {:.3}", u.r_squared)
+        };
         let _ = write!(
             h,
             "<p>Universal Scalability Law fit of throughput against concurrency, from {from}: \
-             λ = {:.1} req/s, contention σ = {:.4}, coherency κ = {:.6}, R² = {:.3}; {peak}{measured}. \
+             λ = {:.1} req/s, contention σ = {:.4}, coherency κ = {:.6}, {r_squared}; {peak}{measured}. \
              σ is the serial share that caps gains from more cores or instances; κ the crosstalk that turns them into losses.</p>",
-            u.lambda, u.sigma, u.kappa, u.r_squared
+            u.lambda, u.sigma, u.kappa
         );
     }
     if let Some(k) = &t.knee {

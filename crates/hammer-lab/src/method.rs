@@ -258,6 +258,16 @@ impl Method<'_> {
         if swept.usl.is_some() {
             self.report.usl = swept.usl;
         }
+        if swept.fit_is_exact() {
+            self.report.notes.push(format!(
+                "the closed-loop sweep has {} points ({}): the USL curve passes through them \
+                 exactly, so its R² says nothing and its predicted peak is a guess; use the \
+                 measured peak (a service that sheds load stops the sweep early: its 503s are \
+                 failures)",
+                swept.points.len(),
+                swept.stopped
+            ));
+        }
         self.report.sweep = Some(swept);
         Ok(())
     }

@@ -7,7 +7,7 @@ use std::fmt::Write;
 
 use hammer_core::capacity::{Stop, Verdict};
 
-use super::{LabReport, TargetReport, TopFunction};
+use super::{sweep, LabReport, TargetReport, TopFunction};
 
 /// The whole summary.
 pub fn render(report: &LabReport) -> String {
@@ -112,28 +112,8 @@ fn target(out: &mut String, t: &TargetReport) {
             sw.stopped
         );
     }
-    if let Some(u) = &t.usl {
-        let from = if t.sweep.as_ref().is_some_and(|s| s.usl.is_some()) {
-            "closed-loop sweep"
-        } else {
-            "open-loop steps, concurrency by Little's law"
-        };
-        let peak = u.peak().map_or(
-            "no retrograde peak: throughput levels off towards λ/σ".into(),
-            |(n, x)| format!("predicted peak {x:.0} req/s at concurrency {n:.1}"),
-        );
-        let measured = t
-            .sweep
-            .as_ref()
-            .and_then(|s| s.measured_peak)
-            .map_or(String::new(), |(n, x)| {
-                format!(", measured peak {x:.0} req/s at {n}")
-            });
-        let _ = writeln!(
-            out,
-            "  USL fit ({from}): λ={:.1} req/s, σ={:.4}, κ={:.6} (R²={:.3}); {peak}{measured}",
-            u.lambda, u.sigma, u.kappa, u.r_squared
-        );
+    if let Some(line) = usl_line(t) {
+        let _ = writeln!(out, "  {line}");
     }
     if let Some(p) = &t.plan {
         let _ = writeln!(
@@ -148,6 +128,38 @@ fn target(out: &mut String, t: &TargetReport) {
     for n in &t.notes {
         let _ = writeln!(out, "  note: {n}");
     }
+}
+
+/// "USL fit (closed-loop sweep): λ=…, σ=…, κ=… (R²=…); predicted peak …",
+/// when there is a fit. A fit through no more points than it has
+/// parameters says so instead of its R² (which is 1 by construction).
+pub fn usl_line(t: &TargetReport) -> Option<String> {
+    let u = t.usl.as_ref()?;
+    let from = if t.sweep.as_ref().is_some_and(|s| s.usl.is_some()) {
+        "closed-loop sweep"
+    } else {
+        "open-loop steps, concurrency by Little's law"
+    };
+    let peak = u.peak().map_or(
+        "no retrograde peak: throughput levels off towards λ/σ".into(),
+        |(n, x)| format!("predicted peak {x:.0} req/s at concurrency {n:.1}"),
+    );
+    let measured = t
+        .sweep
+        .as_ref()
+        .and_then(|s| s.measured_peak)
+        .map_or(String::new(), |(n, x)| {
+            format!(", measured peak {x:.0} req/s at {n}")
+        });
+    let r_squared = if t.sweep.as_ref().is_some_and(sweep::Sweep::fit_is_exact) {
+        "exact through 3 points: R² says nothing".to_string()
+    } else {
+        format!("R²={:.3}", u.r_squared)
+    };
+    Some(format!(
+        "USL fit ({from}): λ={:.1} req/s, σ={:.4}, κ={:.6} ({r_squared}); {peak}{measured}",
+        u.lambda, u.sigma, u.kappa
+    ))
 }
 
 /// "137 req/s (150 failed: ±9%)" and why the search ended.

@@ -85,6 +85,18 @@ impl Sweep {
     }
 }
 
+/// Parameters of the USL fit (λ, σ, κ): with no more points than this the
+/// curve passes through every point, whatever the service does.
+pub const FIT_PARAMETERS: usize = 3;
+
+impl Sweep {
+    /// Whether the fit is exact by construction (too few points for R² or
+    /// the predicted peak to mean anything).
+    pub fn fit_is_exact(&self) -> bool {
+        self.usl.is_some() && self.points.len() <= FIT_PARAMETERS
+    }
+}
+
 /// Whether the sweep should stop after `points`: the last [`FLAT_POINTS`]
 /// doublings each failed to beat the best before them by 5%.
 pub fn stopped_growing(points: &[SweepPoint]) -> bool {

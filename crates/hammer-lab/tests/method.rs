@@ -25,6 +25,9 @@ struct Model {
     offered: Mutex<Vec<(f64, Duration, Duration)>>,
     /// Sets the stop flag during the step at this rate.
     stop_at: Option<f64>,
+    /// From this many connections on, sheds as many requests (503) as it
+    /// serves, as a service behind a load-shedding gate does.
+    shed_from: Option<usize>,
 }
 
 impl Model {
@@ -33,6 +36,7 @@ impl Model {
             capacity,
             offered: Mutex::new(Vec::new()),
             stop_at: None,
+            shed_from: None,
         }
     }
 }
@@ -87,9 +91,14 @@ impl Target for Model {
         let x = 100.0 * n / (1.0 + 0.05 * (n - 1.0) + 0.001 * n * (n - 1.0));
         let latency = Duration::from_secs_f64(n / x);
         let mut recorder = Recorder::new();
+        let shedding = self.shed_from.is_some_and(|from| connections >= from);
         for _ in 0..(x * measure.as_secs_f64()).round() as u64 {
             recorder.record_send(Duration::ZERO, 100);
             recorder.record_response(200, latency, latency, 1000);
+            if shedding {
+                recorder.record_send(Duration::ZERO, 100);
+                recorder.record_response(503, Duration::ZERO, Duration::ZERO, 50);
+            }
         }
         Some(Ok(RunResult::from_recorder(&recorder, None, measure)))
     }
@@ -575,6 +584,44 @@ fn the_service_own_view_flags_time_outside_the_handler() {
         .filter(|n| n.contains("no http_request_duration_seconds histogram"))
         .collect();
     assert_eq!(said.len(), 1, "{:?}", report.notes);
+}
+
+/// A service that sheds load stops the sweep at its first failures: with
+/// three points the USL passes through them exactly, and the report says
+/// its R² and predicted peak mean nothing rather than print R² = 1.
+#[test]
+fn a_sweep_cut_short_by_shedding_says_its_fit_is_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = Model {
+        shed_from: Some(4),
+        ..Model::new(230.0)
+    };
+    let (report, _) = run(
+        settings(),
+        Duration::from_secs(3600),
+        &model,
+        None,
+        dir.path(),
+    );
+    let sweep = report.sweep.as_ref().expect("a sweep");
+    let connections: Vec<usize> = sweep.points.iter().map(|p| p.connections).collect();
+    assert_eq!(connections, [1, 2, 4], "{sweep:?}");
+    assert!(
+        sweep.stopped.contains("failed at 4 connections"),
+        "{sweep:?}"
+    );
+    assert!(sweep.fit_is_exact());
+    let said: Vec<&String> = report
+        .notes
+        .iter()
+        .filter(|n| n.contains("passes through them exactly"))
+        .collect();
+    assert_eq!(said.len(), 1, "{:?}", report.notes);
+    let line = hammer_lab::summary::usl_line(&report).expect("a fit");
+    assert!(
+        line.contains("R² says nothing") && !line.contains("R²="),
+        "{line}"
+    );
 }
 
 /// The closed-loop sweep doubles the connections until throughput has not
