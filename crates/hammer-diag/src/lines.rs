@@ -205,16 +205,15 @@ fn with_timestamp_at<R>(at: Instant, f: impl FnOnce(&str, u32) -> R) -> R {
     let mut call = |second: &str, micros| (f.take().expect("called once"))(second, micros);
     let cached = CLOCK.try_with(|clock| {
         let mut clock = clock.borrow_mut();
-        let anchor = match clock.anchor {
-            Some((when, _)) if at >= when && at - when < Duration::from_secs(1) => clock.anchor,
-            _ => None,
-        }
-        .unwrap_or_else(|| {
+        let within_anchor_second = clock.anchor.and_then(|(when, wall)| {
+            let after = at.checked_duration_since(when)?;
+            (after < Duration::from_secs(1)).then(|| wall + after)
+        });
+        let now = within_anchor_second.unwrap_or_else(|| {
             let anchor = read_system_clock();
             clock.anchor = Some(anchor);
-            anchor
+            wall_at(anchor)
         });
-        let now = wall_at(anchor);
         let secs = now.as_secs();
         if clock.second != secs {
             clock.prefix = second_prefix(secs);
@@ -254,16 +253,6 @@ pub(crate) enum RequestLine<'a> {
     End { path: &'a str, elapsed: Duration },
 }
 
-impl RequestLine<'_> {
-    /// The line's parts: message, path and, for the end, the duration.
-    fn parts(&self) -> (&'static str, &str, Option<Duration>) {
-        match *self {
-            RequestLine::Start { path } => ("request start", path, None),
-            RequestLine::End { path, elapsed } => ("request end", path, Some(elapsed)),
-        }
-    }
-}
-
 /// The target a request's own lines are logged under.
 pub(crate) const REQUEST_TARGET: &str = "hammer_diag::middleware";
 
@@ -281,7 +270,10 @@ pub(crate) fn request_line(
     line: RequestLine<'_>,
     at: Instant,
 ) {
-    let (message, path, elapsed) = line.parts();
+    let (message, path, elapsed) = match line {
+        RequestLine::Start { path } => ("request start", path, None),
+        RequestLine::End { path, elapsed } => ("request end", path, Some(elapsed)),
+    };
     let status = r.status;
     match format {
         LogFormat::Text => {

@@ -269,6 +269,11 @@ impl Observer for Seen {
     }
 }
 
+/// The report's notes that contain `text`.
+fn notes_saying<'a>(report: &'a TargetReport, text: &str) -> Vec<&'a String> {
+    report.notes.iter().filter(|n| n.contains(text)).collect()
+}
+
 fn run(
     settings: Settings,
     budget: Duration,
@@ -557,11 +562,7 @@ fn the_service_own_view_flags_time_outside_the_handler() {
         assert!((own - 9.91).abs() < 0.01, "interpolated p99 {own}");
     }
     let lowest_failing = report.capacity.unwrap().first_failing.unwrap();
-    let gap: Vec<&String> = report
-        .notes
-        .iter()
-        .filter(|n| n.contains("outside the handler"))
-        .collect();
+    let gap = notes_saying(&report, "outside the handler");
     assert_eq!(gap.len(), 1, "{:?}", report.notes);
     assert!(
         gap[0].starts_with(&format!("from {lowest_failing} req/s hammer's p99 (400.")),
@@ -578,11 +579,7 @@ fn the_service_own_view_flags_time_outside_the_handler() {
         dir.path(),
     );
     assert!(report.steps.iter().all(|s| s.server.is_none()));
-    let said: Vec<&String> = report
-        .notes
-        .iter()
-        .filter(|n| n.contains("no http_request_duration_seconds histogram"))
-        .collect();
+    let said = notes_saying(&report, "no http_request_duration_seconds histogram");
     assert_eq!(said.len(), 1, "{:?}", report.notes);
 }
 
@@ -611,11 +608,7 @@ fn a_sweep_cut_short_by_shedding_says_its_fit_is_exact() {
         "{sweep:?}"
     );
     assert!(sweep.fit_is_exact());
-    let said: Vec<&String> = report
-        .notes
-        .iter()
-        .filter(|n| n.contains("passes through them exactly"))
-        .collect();
+    let said = notes_saying(&report, "passes through them exactly");
     assert_eq!(said.len(), 1, "{:?}", report.notes);
     let line = hammer_lab::summary::usl_line(&report).expect("a fit");
     assert!(

@@ -128,17 +128,7 @@ fn a_sigterm_under_load_answers_every_accepted_request_and_exits_0() {
     std::thread::sleep(Duration::from_secs(2));
     let pid = rustix::process::Pid::from_child(&svc.0);
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(s) = svc.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = testkit::exit_within(&mut svc.0, Duration::from_secs(15), "mandelweb, SIGTERMed,");
     assert!(status.success(), "{status}");
     let out = support::wait_limited(load, LIMIT);
     let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

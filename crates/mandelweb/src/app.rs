@@ -142,7 +142,7 @@ async fn serve(args: Args) -> Result<()> {
                 url: url.clone(),
                 pool_size: args.pool_size,
                 min_idle: args.pool_min_idle,
-                connect_timeout: args.db_timeout,
+                timeout: args.db_timeout,
             })?;
             match db.warm().await {
                 Ok(n) if n > 0 => tracing::info!(connections = n, "database pool warm"),

@@ -61,9 +61,9 @@ pub struct Settings {
     pub pool_size: usize,
     /// Connections opened at start and kept open (pool only).
     pub min_idle: usize,
-    /// Bound on a request's whole database work: connect or pool wait,
-    /// prepare and query.
-    pub connect_timeout: Duration,
+    /// `--db-timeout`: bound on a request's whole database work (connect
+    /// or pool wait, prepare and query), and on each connect.
+    pub timeout: Duration,
 }
 
 /// The seed's pool panel: `db_pool_connections{state="in_use"|"idle"}`,
@@ -149,7 +149,7 @@ impl Db {
         let mut config =
             Config::from_str(&settings.url).map_err(|e| DbError::Config(e.to_string()))?;
         if config.get_connect_timeout().is_none() {
-            config.connect_timeout(settings.connect_timeout);
+            config.connect_timeout(settings.timeout);
         }
         if config.get_options().is_none() {
             // A profile of PostgreSQL under load showed it planning every
@@ -170,7 +170,7 @@ impl Db {
                     recycling_method: RecyclingMethod::Fast,
                 },
             );
-            let t = Some(settings.connect_timeout);
+            let t = Some(settings.timeout);
             let pool = Pool::builder(manager)
                 .max_size(settings.pool_size)
                 .timeouts(Timeouts {
@@ -185,7 +185,7 @@ impl Db {
         };
         Ok(Db {
             access,
-            deadline: settings.connect_timeout,
+            deadline: settings.timeout,
             min_idle: settings.min_idle,
         })
     }

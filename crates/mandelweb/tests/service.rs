@@ -284,17 +284,11 @@ fn sigterm_drains_then_exits_0() {
         answered > signalled,
         "the render finished before the signal: the test proved nothing"
     );
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(s) = svc.child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "mandelweb did not exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = testkit::exit_within(
+        &mut svc.child,
+        Duration::from_secs(10),
+        "mandelweb, SIGTERMed,",
+    );
     assert!(status.success(), "{status}");
 }
 

@@ -1,14 +1,16 @@
 //! Test support shared by hammer's crates: a raw HTTP/1.1 client over a
 //! plain TCP stream, so tests see exactly what a client would (complete
 //! responses, connections closed before or in the middle of one), and a
-//! throwaway PostgreSQL cluster ([`postgres::Cluster`]), and the judge of
-//! a Prometheus exposition ([`promtool_check_metrics`]).
+//! throwaway PostgreSQL cluster ([`postgres::Cluster`]), the judge of a
+//! Prometheus exposition ([`promtool_check_metrics`]), and a wait for a
+//! child process's exit ([`exit_within`]).
 
 pub mod postgres;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::process::{Child, ExitStatus};
+use std::time::{Duration, Instant};
 
 /// A parsed response.
 #[derive(Debug)]
@@ -220,4 +222,20 @@ pub fn promtool_check_metrics(text: &str) {
         out.status.success() && said.trim().is_empty(),
         "promtool: {said}\n{text}"
     );
+}
+
+/// Waits for `child` to exit and returns its status; fails the test,
+/// saying `what` did not exit, when it is still running after `limit`.
+pub fn exit_within(child: &mut Child, limit: Duration, what: &str) -> ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("the child can be waited on") {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not exit within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
