@@ -1,9 +1,14 @@
 //! Provides the log's writer: formatted lines are appended to one shared
 //! buffer under a mutex (a copy, no allocation, no system call) and a
 //! writer thread takes the whole buffer every 10 ms, or sooner when it
-//! passes 64 KiB, and writes it to stderr in one call. A request's line
+//! passes 1 MiB, and writes it to stderr in one call. A request's line
 //! therefore costs its formatting and a memcpy; a line-per-`write` logger
 //! or a per-line channel wakes a thread or enters the kernel per line.
+//! While lines keep coming the writer wakes by its own timer, once a
+//! batch, and nobody wakes it: on a core that also serves requests each
+//! wake-up preempts one, which cost a logged request more than its line
+//! when the writer slept after each batch (the next line woke it) and
+//! was woken under the lock (to block on it at once).
 //! Bounded: past `limit` lines waiting, a line is dropped and counted, or
 //! with `block` the logging thread waits for room. Closing writes out what
 //! is buffered, then every later line goes straight to stderr.
@@ -20,7 +25,7 @@ use tracing_subscriber::fmt::MakeWriter;
 const FLUSH_EVERY: Duration = Duration::from_millis(10);
 
 /// A buffer this large is written at once.
-const HIGH_WATER: usize = 64 << 10;
+const HIGH_WATER: usize = 1 << 20;
 
 /// Longest closing waits for the writer thread (a stderr nobody reads
 /// must not hold the process).
@@ -46,6 +51,8 @@ struct Shared {
     /// Blocked loggers wait on it.
     room: Condvar,
     dropped: AtomicU64,
+    /// Times a logger woke the writer.
+    wakes: AtomicU64,
     limit: usize,
     block: bool,
 }
@@ -87,8 +94,14 @@ impl Shared {
         write(&mut st.buf);
         st.lines += 1;
         let crossed = st.buf.len() >= HIGH_WATER && before < HIGH_WATER;
-        if st.writer_idle || crossed {
-            st.writer_idle = false;
+        let wake = st.writer_idle || crossed;
+        st.writer_idle = false;
+        // Woken while this thread held the lock, the writer would run only
+        // to block on it again: two more context switches, on a busy core
+        // each one taken from the requests.
+        drop(st);
+        if wake {
+            self.wakes.fetch_add(1, Ordering::Relaxed);
             self.wake.notify_one();
         }
     }
@@ -119,6 +132,7 @@ impl Batcher {
             wake: Condvar::new(),
             room: Condvar::new(),
             dropped: AtomicU64::new(0),
+            wakes: AtomicU64::new(0),
             limit: limit.max(1),
             block,
         });
@@ -154,14 +168,6 @@ fn write_batches(shared: &Shared, mut out: impl Write) {
     loop {
         let closing = {
             let mut st = shared.lock();
-            if st.buf.is_empty() && !st.closing {
-                st.writer_idle = true;
-                st = shared
-                    .wake
-                    .wait_while(st, |st| st.buf.is_empty() && !st.closing)
-                    .unwrap_or_else(|e| e.into_inner());
-                st.writer_idle = false;
-            }
             // Let a batch gather: FLUSH_EVERY, or until it is large.
             if !st.closing && st.buf.len() < HIGH_WATER {
                 st = shared
@@ -171,6 +177,19 @@ fn write_batches(shared: &Shared, mut out: impl Write) {
                     })
                     .unwrap_or_else(|e| e.into_inner())
                     .0;
+            }
+            // A whole period without a line: sleep until the next one (then
+            // gather again). Only then: a writer that went to sleep after
+            // every batch would be woken by the next line, a wake-up (and
+            // on a busy core a preemption) per batch for nothing.
+            if st.buf.is_empty() && !st.closing {
+                st.writer_idle = true;
+                st = shared
+                    .wake
+                    .wait_while(st, |st| st.buf.is_empty() && !st.closing)
+                    .unwrap_or_else(|e| e.into_inner());
+                st.writer_idle = false;
+                continue;
             }
             std::mem::swap(&mut st.buf, &mut spare);
             st.lines = 0;
@@ -300,6 +319,29 @@ mod tests {
         }
         assert!(writes < 2_000, "{writes} writes for 20,000 lines");
         assert_eq!(batcher.dropped(), 0);
+    }
+
+    #[test]
+    fn a_steady_stream_of_lines_wakes_the_writer_once() {
+        let sink = Sink::default();
+        let (batcher, mut writer) = Batcher::start(sink.clone(), 100_000, false).unwrap();
+        // A line every 0.2 ms for 0.3 s: about 30 batches, none of them
+        // large, and never a whole period without a line.
+        let begin = Instant::now();
+        let mut sent = 0;
+        while begin.elapsed() < FLUSH_EVERY * 30 {
+            batcher.make_writer().write_all(b"a line\n").unwrap();
+            sent += 1;
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let wakes = batcher.shared.wakes.load(Ordering::Relaxed);
+        writer.close();
+        let (bytes, writes) = std::mem::take(&mut *sink.0.lock().unwrap());
+        assert_eq!(bytes.len(), sent * b"a line\n".len());
+        assert!(writes >= 5, "{writes} writes: lines are written as they come");
+        // The writer waits a period for each batch; only the first line
+        // (the writer asleep since it started) needs to wake it.
+        assert!(wakes <= 3, "the writer was woken {wakes} times for {writes} batches");
     }
 
     #[test]
