@@ -338,10 +338,16 @@ mod tests {
         writer.close();
         let (bytes, writes) = std::mem::take(&mut *sink.0.lock().unwrap());
         assert_eq!(bytes.len(), sent * b"a line\n".len());
-        assert!(writes >= 5, "{writes} writes: lines are written as they come");
+        assert!(
+            writes >= 5,
+            "{writes} writes: lines are written as they come"
+        );
         // The writer waits a period for each batch; only the first line
         // (the writer asleep since it started) needs to wake it.
-        assert!(wakes <= 3, "the writer was woken {wakes} times for {writes} batches");
+        assert!(
+            wakes <= 3,
+            "the writer was woken {wakes} times for {writes} batches"
+        );
     }
 
     #[test]

@@ -39,7 +39,7 @@ pub(crate) struct RequestContext {
 }
 
 impl RequestContext {
-    fn route(&self) -> &str {
+    pub(crate) fn route(&self) -> &str {
         self.route.as_ref().map_or("unmatched", MatchedPath::as_str)
     }
 

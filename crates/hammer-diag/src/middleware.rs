@@ -12,6 +12,7 @@
 
 use std::any::Any;
 use std::backtrace::Backtrace;
+use std::cell::Cell;
 use std::convert::Infallible;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -53,20 +54,34 @@ const HEX_PAIRS: [[u8; 2]; 256] = {
 
 /// A semi-unique request ID: 16 hex digits, different across restarts.
 fn new_request_id_bytes() -> [u8; 16] {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    /// Each thread counts in a range of its own (2^40 IDs), so making an ID
+    /// takes no atomic operation.
+    static RANGES: AtomicU64 = AtomicU64::new(0);
     static SEED: OnceLock<u64> = OnceLock::new();
+    thread_local! {
+        /// The thread's next count; 0 (mod 2^40) when it needs a range.
+        static NEXT: Cell<u64> = const { Cell::new(0) };
+    }
     let seed = *SEED.get_or_init(|| {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
         now.as_nanos() as u64 ^ u64::from(std::process::id()).rotate_left(32)
     });
+    let take_range = || RANGES.fetch_add(1, Ordering::Relaxed) << 40;
+    let count = NEXT
+        .try_with(|next| {
+            let mut n = next.get();
+            if n % (1 << 40) == 0 {
+                // First use, or this thread's range is spent.
+                n = take_range();
+            }
+            next.set(n + 1);
+            n
+        })
+        .unwrap_or_else(|_| take_range());
     // splitmix64: consecutive counters give unrelated-looking IDs.
-    let mut z = seed.wrapping_add(
-        COUNTER
-            .fetch_add(1, Ordering::Relaxed)
-            .wrapping_mul(0x9E37_79B9_7F4A_7C15),
-    );
+    let mut z = seed.wrapping_add(count.wrapping_mul(0x9E37_79B9_7F4A_7C15));
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^= z >> 31;
@@ -197,7 +212,7 @@ where
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
-        let route = req.extensions().get::<MatchedPath>().cloned();
+        let mut route = req.extensions().get::<MatchedPath>().cloned();
         let method = req.method().clone();
         // With hammer-diag's logging, a request's lines are named by its
         // context (crate::lines) and a span is made only for a trace
@@ -229,12 +244,12 @@ where
             }
         }
         // A logged request's ID lives in its context until the response
-        // header takes it.
+        // header takes it; its route, for the lines and the metrics, too.
         let mut context = logged.then(|| {
             Box::new(RequestContext {
                 id: id.take().expect("made above"),
                 method: method.clone(),
-                route: route.clone(),
+                route: route.take(),
                 status: 0,
             })
         });
@@ -306,6 +321,7 @@ pin_project! {
         path: Option<Uri>,
         // The ID the response echoes, unless the context holds it.
         id: Option<RequestId>,
+        // The matched route, unless the context holds it.
         route: Option<MatchedPath>,
         method: Method,
         start: Instant,
@@ -416,7 +432,10 @@ fn settle<F>(this: &mut ObservedProj<'_, F>, status: StatusCode) {
         }
     }
     let route_state = &this.in_flight.0;
-    let route = this.route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let route = match this.context.as_ref() {
+        Some(context) => context.route(),
+        None => this.route.as_ref().map_or("unmatched", MatchedPath::as_str),
+    };
     route_state.shared.metrics.finish(
         &route_state.series,
         RequestLabels {
@@ -490,6 +509,30 @@ mod tests {
         assert_eq!(a.len(), 16);
         assert!(a.iter().all(|c| c.is_ascii_hexdigit()), "{a:?}");
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn request_ids_made_on_many_threads_are_all_different() {
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                std::thread::spawn(|| {
+                    (0..10_000)
+                        .map(|_| new_request_id_bytes())
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut all = std::collections::HashSet::new();
+        for t in threads {
+            for id in t.join().unwrap() {
+                assert!(
+                    all.insert(id),
+                    "{} made twice",
+                    String::from_utf8_lossy(&id)
+                );
+            }
+        }
+        assert_eq!(all.len(), 40_000);
     }
 
     #[test]

@@ -4,14 +4,19 @@
 //! readiness goes false, the listeners close, requests in flight finish
 //! within the drain timeout, then `serve` returns.
 
+use std::cell::RefCell;
 use std::convert::Infallible;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
+use axum::routing::future::RouteFuture;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -20,7 +25,7 @@ use tokio::sync::watch;
 use tower::Service as _;
 use tracing::Instrument;
 
-use crate::connections::{TrackedBody, Watched};
+use crate::connections::{ConnStats, InFlight, TrackedBody, Watched};
 use crate::Shared;
 
 /// Starts a drain from code, as SIGTERM does.
@@ -118,23 +123,62 @@ pub(crate) async fn serve(
     Ok(())
 }
 
+/// What hyper calls for each request of one connection: the router, and
+/// the connection's counts. The router is the connection's own (a
+/// `RefCell`, as hyper calls with `&self`), so a request does not clone it:
+/// two atomic operations less on every request.
+struct ConnectionService {
+    app: RefCell<Router>,
+    stats: Arc<ConnStats>,
+}
+
+impl hyper::service::Service<hyper::Request<Incoming>> for ConnectionService {
+    type Response = axum::response::Response<TrackedBody<Body>>;
+    type Error = Infallible;
+    type Future = TrackedResponse;
+
+    fn call(&self, req: hyper::Request<Incoming>) -> Self::Future {
+        let in_flight = self.stats.begin();
+        // A router is always ready (its `poll_ready` is `Ready`), so it is
+        // called directly: `oneshot` would hold and move the request until
+        // its first poll.
+        let response = self.app.borrow_mut().call(req.map(Body::new));
+        TrackedResponse {
+            response,
+            in_flight: Some(in_flight),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response on its way, whose body keeps the request counted in
+    /// flight.
+    struct TrackedResponse {
+        #[pin]
+        response: RouteFuture<Infallible>,
+        in_flight: Option<InFlight>,
+    }
+}
+
+impl Future for TrackedResponse {
+    type Output = Result<axum::response::Response<TrackedBody<Body>>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let response = ready!(this.response.poll(cx))?;
+        let in_flight = this.in_flight.take().expect("polled after completion");
+        Poll::Ready(Ok(response.map(|body| TrackedBody::new(body, in_flight))))
+    }
+}
+
 fn spawn_connection(shared: &Arc<Shared>, app: &Router, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
     let registered = shared.connections.register(peer);
     shared.metrics.accepted();
-    let stats = registered.stats.clone();
-    let app = app.clone();
-    let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-        let in_flight = stats.begin();
-        // A router is always ready (its `poll_ready` is `Ready`), so it is
-        // called directly: `oneshot` would hold and move the request until
-        // its first poll.
-        let call = app.clone().call(req.map(Body::new));
-        async move {
-            let response = call.await?;
-            Ok::<_, Infallible>(response.map(|body| TrackedBody::new(body, in_flight)))
-        }
-    });
+    let service = ConnectionService {
+        app: RefCell::new(app.clone()),
+        stats: registered.stats.clone(),
+    };
     // No hyper timer: the header-read and idle timeouts are the sweeper's
     // (see `Connections::close_idle`), not a timer per request.
     let conn =
