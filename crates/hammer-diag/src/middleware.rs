@@ -258,7 +258,7 @@ where
         let request_logs = crate::logging::request_logs();
         // The path, for the request's end line, only when it is written.
         let path = (request_logs != RequestLogs::None && (logged || !span.is_disabled()))
-            .then(|| req.uri().clone());
+            .then(|| LinePath::of(req.uri()));
         if request_logs == RequestLogs::Both && path.is_some() {
             let path = req.uri().path();
             let written = context.as_ref().is_some_and(|context| {
@@ -317,8 +317,8 @@ pin_project! {
         // What names the request on its lines, with hammer-diag's logging
         // (boxed: it moves in and out of a thread-local at every poll).
         context: Option<Box<RequestContext>>,
-        // The request's URI when its end line is written.
-        path: Option<Uri>,
+        // The request's path when its end line is written.
+        path: Option<LinePath>,
         // The ID the response echoes, unless the context holds it.
         id: Option<RequestId>,
         // The matched route, unless the context holds it.
@@ -399,6 +399,44 @@ where
     }
 }
 
+/// A request's path, kept for its end line. A short one is copied: sharing
+/// the URI's bytes costs an atomic increment and decrement, more than
+/// copying a few dozen bytes.
+enum LinePath {
+    Copied {
+        len: u8,
+        bytes: [u8; LinePath::COPIED],
+    },
+    Shared(Uri),
+}
+
+impl LinePath {
+    const COPIED: usize = 64;
+
+    fn of(uri: &Uri) -> Self {
+        let path = uri.path().as_bytes();
+        if path.len() > Self::COPIED {
+            return LinePath::Shared(uri.clone());
+        }
+        let mut bytes = [0; Self::COPIED];
+        bytes[..path.len()].copy_from_slice(path);
+        LinePath::Copied {
+            len: path.len() as u8,
+            bytes,
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            // Copied from a `str`, whole.
+            LinePath::Copied { len, bytes } => {
+                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or("?")
+            }
+            LinePath::Shared(uri) => uri.path(),
+        }
+    }
+}
+
 /// nginx's status for a request whose client closed the connection before
 /// the response: its end line and metrics say so (hyper drops the request's
 /// future when it reads the client's EOF, and so the handler with it).
@@ -413,10 +451,10 @@ fn settle<F>(this: &mut ObservedProj<'_, F>, status: StatusCode) {
     if let Some(context) = this.context.as_mut() {
         context.status = status.as_u16();
     }
-    if let Some(uri) = this.path.take() {
+    if let Some(path) = this.path.take() {
         // Method, route, request ID and status are the context's (or
         // the span's) fields.
-        let path = uri.path();
+        let path = path.as_str();
         let written = this.context.as_ref().is_some_and(|context| {
             write_request_line(context, RequestLine::End { path, elapsed }, now)
         });
@@ -509,6 +547,19 @@ mod tests {
         assert_eq!(a.len(), 16);
         assert!(a.iter().all(|c| c.is_ascii_hexdigit()), "{a:?}");
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn a_lines_path_is_the_requests_short_or_long() {
+        for path in [
+            "/",
+            "/hello",
+            &format!("/{}", "a".repeat(63)),
+            &format!("/{}", "é".repeat(40)),
+        ] {
+            let uri: Uri = format!("{path}?q=1").parse().unwrap();
+            assert_eq!(LinePath::of(&uri).as_str(), path);
+        }
     }
 
     #[test]
