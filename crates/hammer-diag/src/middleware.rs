@@ -383,7 +383,7 @@ where
             Some(context) => Some(context.id),
             None => this.id.take(),
         };
-        if let Some(id) = id {
+        if let Some(id) = id.filter(|id| returned(id, response.status())) {
             response
                 .headers_mut()
                 .insert(REQUEST_ID_HEADER.clone(), id.into_header_value());
@@ -397,6 +397,15 @@ where
         }
         Poll::Ready(Ok(response))
     }
+}
+
+/// Whether a response carries the request's ID: a client's always (it is
+/// echoed); one made up here on an error (status 400 and up), for the user
+/// to quote to whoever reads the log. On every success it would cost a
+/// header nobody reads (about 3% of a 5 µs request's throughput on
+/// `bench/diag-overhead.sh`).
+fn returned(id: &RequestId, status: StatusCode) -> bool {
+    matches!(id, RequestId::Given(_)) || status.is_client_error() || status.is_server_error()
 }
 
 /// A request's path, kept for its end line. A short one is copied: sharing

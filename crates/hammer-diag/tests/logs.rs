@@ -270,9 +270,16 @@ fn json_lines_parse_and_carry_the_id_the_response_echoed() {
     let given = client.get("/hello?x=%22q%22", &[("X-Request-Id", "given-id-1")]);
     assert_eq!(given.unwrap().header("x-request-id"), Some("given-id-1"));
     let made = client.get("/hello", &[]).unwrap();
-    let made_id = made
+    assert_eq!(
+        made.header("x-request-id"),
+        None,
+        "a success keeps its made-up ID in the log"
+    );
+    let missing = client.get("/nowhere", &[]).unwrap();
+    assert_eq!(missing.status, 404);
+    let made_id = missing
         .header("x-request-id")
-        .expect("an ID when logged")
+        .expect("an error returns its made-up ID")
         .to_string();
     assert!(child.terminate().success());
 
@@ -281,7 +288,10 @@ fn json_lines_parse_and_carry_the_id_the_response_echoed() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect();
-    for id in ["given-id-1", made_id.as_str()] {
+    for (id, path, route, status) in [
+        ("given-id-1", "/hello", "/hello", 200),
+        (made_id.as_str(), "/nowhere", "unmatched", 404),
+    ] {
         let of_request: Vec<&serde_json::Value> =
             lines.iter().filter(|l| l["request_id"] == id).collect();
         let messages: Vec<&str> = of_request
@@ -292,9 +302,9 @@ fn json_lines_parse_and_carry_the_id_the_response_echoed() {
         let end = of_request[1];
         assert_eq!(end["level"], "INFO");
         assert_eq!(end["method"], "GET");
-        assert_eq!(end["route"], "/hello");
-        assert_eq!(end["path"], "/hello");
-        assert_eq!(end["status"], 200);
+        assert_eq!(end["route"], route);
+        assert_eq!(end["path"], path);
+        assert_eq!(end["status"], status);
         assert!(end["duration_ms"].as_f64().unwrap() >= 0.0, "{end}");
         assert!(
             end["timestamp"].as_str().unwrap().starts_with("20"),

@@ -36,9 +36,24 @@ fn every_log_line_of_a_request_carries_its_id() {
     let given = get_with_id(svc.public, "/log", "test-id-7f3a");
     assert_eq!(given, "test-id-7f3a", "a given id is kept");
     let made = fetch(svc.public, "/hello");
-    let id = made.header("x-request-id").unwrap().to_string();
+    assert_eq!(
+        made.header("x-request-id"),
+        None,
+        "a success's made-up ID stays in the log"
+    );
+    let failed = fetch(svc.public, "/panic");
+    assert_eq!(failed.status, 500);
+    let id = failed.header("x-request-id").unwrap().to_string();
     assert_eq!(id.len(), 16);
     assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
+    let returned = format!("request_id={id}");
+    let logs = wait_for_logs(&returned, 2);
+    assert!(
+        logs.lines().any(|l| l.contains(&returned)
+            && l.contains("request end")
+            && l.contains("status=500")),
+        "the returned ID names the failed request's end line: {logs}"
+    );
     let logs = wait_for_logs("test-id-7f3a", 2);
     let lines: Vec<&str> = logs
         .lines()
