@@ -234,8 +234,8 @@ where
             Span::none()
         };
         // A client's ID is always echoed. Otherwise one is made up when the
-        // request is logged or traced: it names the request's lines, and
-        // with no lines written it would name nothing.
+        // request is logged or traced: it names the request's lines (and an
+        // error response), and with no lines written it would name nothing.
         let mut id = given_request_id(&req).map(RequestId::Given);
         if logged || !span.is_disabled() {
             let id = id.get_or_insert_with(RequestId::made);
@@ -319,7 +319,8 @@ pin_project! {
         context: Option<Box<RequestContext>>,
         // The request's path when its end line is written.
         path: Option<LinePath>,
-        // The ID the response echoes, unless the context holds it.
+        // The request's ID for its response (see `returned`), unless the
+        // context holds it.
         id: Option<RequestId>,
         // The matched route, unless the context holds it.
         route: Option<MatchedPath>,
