@@ -371,8 +371,9 @@ fn a_writer_that_falls_behind_drops_and_counts_lines_without_stalling_requests()
         .trim()
         .parse()
         .unwrap();
-    // 3,000 end lines (~200 bytes each) cannot fit in a 64 KiB pipe, a
-    // 64 KiB buffer and 100 queued lines.
+    // 3,000 end lines (~200 bytes each) cannot fit in a 64 KiB pipe, the
+    // batch the writer is stuck writing (at most 100 lines) and 100 queued
+    // lines.
     assert!(dropped > 1_000, "{dropped} dropped");
     drop(reader);
     child.terminate();
