@@ -68,6 +68,7 @@ mod metrics;
 mod middleware;
 mod profile;
 pub mod query;
+mod request_id;
 mod routes;
 mod serve;
 mod tasks;
@@ -89,8 +90,9 @@ pub use logging::{
 };
 use metrics::Metrics;
 pub use metrics::LATENCY_BUCKETS;
+pub use middleware::error_response;
 use middleware::install_panic_hook;
-pub use middleware::{error_response, REQUEST_ID};
+pub use request_id::REQUEST_ID;
 pub use serve::Shutdown;
 
 /// Timeouts of a service.

@@ -27,7 +27,7 @@ use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFi
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::logging::LogFormat;
-use crate::middleware::RequestId;
+use crate::request_id::RequestId;
 
 /// What names a request on its log lines.
 pub(crate) struct RequestContext {

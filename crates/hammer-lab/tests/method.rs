@@ -292,18 +292,27 @@ fn run(
     (report, seen)
 }
 
+/// [`run`] with the default settings and all the time it needs.
+fn run_through(
+    target: &Model,
+    diagnostics: Option<&dyn Diagnostics>,
+    dir: &std::path::Path,
+) -> (TargetReport, Seen) {
+    run(
+        settings(),
+        Duration::from_secs(3600),
+        target,
+        diagnostics,
+        dir,
+    )
+}
+
 #[test]
 fn the_search_brackets_the_capacity_and_profiles_the_knee() {
     let dir = tempfile::tempdir().unwrap();
     let model = Model::new(230.0);
     let diagnostics = ModelDiagnostics::new();
-    let (report, seen) = run(
-        settings(),
-        Duration::from_secs(3600),
-        &model,
-        Some(&diagnostics),
-        dir.path(),
-    );
+    let (report, seen) = run_through(&model, Some(&diagnostics), dir.path());
 
     // Up by 2× (50, 100, 200 pass; 400 fails), then bisection to 5%.
     let rates: Vec<f64> = report.steps.iter().map(|s| s.rate).collect();
@@ -397,13 +406,7 @@ fn the_search_brackets_the_capacity_and_profiles_the_knee() {
 #[test]
 fn without_diagnostics_or_budget_the_report_says_what_is_missing() {
     let dir = tempfile::tempdir().unwrap();
-    let (report, _) = run(
-        settings(),
-        Duration::from_secs(3600),
-        &Model::new(120.0),
-        None,
-        dir.path(),
-    );
+    let (report, _) = run_through(&Model::new(120.0), None, dir.path());
     assert!(report.knee.is_none());
     assert!(
         report.notes.iter().any(|n| n.contains("give --diag")),
@@ -462,13 +465,7 @@ fn without_diagnostics_or_budget_the_report_says_what_is_missing() {
 /// `diagnostics`, with time to spare.
 fn knee_of(diagnostics: ModelDiagnostics) -> hammer_lab::Knee {
     let dir = tempfile::tempdir().unwrap();
-    let (report, _) = run(
-        settings(),
-        Duration::from_secs(3600),
-        &Model::new(120.0),
-        Some(&diagnostics),
-        dir.path(),
-    );
+    let (report, _) = run_through(&Model::new(120.0), Some(&diagnostics), dir.path());
     report.knee.expect("a knee")
 }
 
@@ -516,13 +513,7 @@ fn ctrl_c_keeps_the_step_it_stopped_unjudged_and_profiles_nothing() {
         ..Model::new(1000.0)
     };
     let diagnostics = ModelDiagnostics::new();
-    let (report, seen) = run(
-        settings(),
-        Duration::from_secs(3600),
-        &model,
-        Some(&diagnostics),
-        dir.path(),
-    );
+    let (report, seen) = run_through(&model, Some(&diagnostics), dir.path());
     let rates: Vec<f64> = report.steps.iter().map(|s| s.rate).collect();
     assert_eq!(rates, vec![50.0, 100.0, 200.0]);
     assert_eq!(
@@ -549,13 +540,7 @@ fn the_service_own_view_flags_time_outside_the_handler() {
     let model = Model::new(230.0);
     let mut diagnostics = ModelDiagnostics::new();
     diagnostics.metrics = true;
-    let (report, _) = run(
-        settings(),
-        Duration::from_secs(3600),
-        &model,
-        Some(&diagnostics),
-        dir.path(),
-    );
+    let (report, _) = run_through(&model, Some(&diagnostics), dir.path());
     for step in &report.steps {
         let view = step.server.as_ref().expect("a server view of every step");
         let own = view.whole.p99_ms.unwrap();
@@ -571,13 +556,7 @@ fn the_service_own_view_flags_time_outside_the_handler() {
     assert!(gap[0].contains("own (9.9 ms"), "{gap:?}");
 
     let without = ModelDiagnostics::new();
-    let (report, _) = run(
-        settings(),
-        Duration::from_secs(3600),
-        &model,
-        Some(&without),
-        dir.path(),
-    );
+    let (report, _) = run_through(&model, Some(&without), dir.path());
     assert!(report.steps.iter().all(|s| s.server.is_none()));
     let said = notes_saying(&report, "no http_request_duration_seconds histogram");
     assert_eq!(said.len(), 1, "{:?}", report.notes);
@@ -593,13 +572,7 @@ fn a_sweep_cut_short_by_shedding_says_its_fit_is_exact() {
         shed_from: Some(4),
         ..Model::new(230.0)
     };
-    let (report, _) = run(
-        settings(),
-        Duration::from_secs(3600),
-        &model,
-        None,
-        dir.path(),
-    );
+    let (report, _) = run_through(&model, None, dir.path());
     let sweep = report.sweep.as_ref().expect("a sweep");
     let connections: Vec<usize> = sweep.points.iter().map(|p| p.connections).collect();
     assert_eq!(connections, [1, 2, 4], "{sweep:?}");
@@ -624,13 +597,7 @@ fn a_sweep_cut_short_by_shedding_says_its_fit_is_exact() {
 fn the_closed_loop_sweep_fits_the_usl() {
     let dir = tempfile::tempdir().unwrap();
     let model = Model::new(230.0);
-    let (report, _) = run(
-        settings(),
-        Duration::from_secs(3600),
-        &model,
-        None,
-        dir.path(),
-    );
+    let (report, _) = run_through(&model, None, dir.path());
     let sweep = report.sweep.expect("a sweep");
     let connections: Vec<usize> = sweep.points.iter().map(|p| p.connections).collect();
     assert_eq!(connections, [1, 2, 4, 8, 16, 32, 64, 128], "{sweep:?}");
