@@ -199,7 +199,7 @@ impl IntoResponse for Refused {
             Refused::Overloaded => "overloaded: try again shortly",
             Refused::Closed => "shutting down",
         };
-        let mut response = crate::error_response(StatusCode::SERVICE_UNAVAILABLE, message);
+        let mut response = crate::reply::error_response(StatusCode::SERVICE_UNAVAILABLE, message);
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

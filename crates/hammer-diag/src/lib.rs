@@ -42,6 +42,12 @@
 //!   request (or start and end, or none), written by a thread of their own
 //!   in batches and flushed when the returned [`LogGuard`] drops.
 //!
+//! It depends on no other hammer crate; services sit above it (`mandelweb`,
+//! the seeds' reference service, is one). Inside, floors run bottom up:
+//! `reply`, `query`, `request_id`, `connections`, `runtime`; then `trace`
+//! (capture), `log` and `metrics`; then `state` and [`gate`]; then the
+//! middleware, the server and the endpoints; [`Diag`] on top.
+//!
 //! ```no_run
 //! use axum::{routing::get, Router};
 //! use hammer_diag::{Diag, Options};
@@ -57,82 +63,41 @@
 //! # }
 //! ```
 
-mod batch;
-mod callgrind;
 mod connections;
+mod endpoint;
 pub mod gate;
-mod heap;
-mod lines;
-mod logging;
+mod log;
 mod metrics;
 mod middleware;
-mod profile;
 pub mod query;
+mod reply;
 mod request_id;
-mod routes;
+mod runtime;
 mod serve;
-mod tasks;
+mod state;
 pub mod trace;
-mod wall;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
 
 use connections::Connections;
-pub use logging::{
+pub use log::{
     init_logging, init_logging_with, LogFormat, LogGuard, LogOptions, Overflow, ParseOptionError,
     RequestLogs,
 };
 use metrics::Metrics;
 pub use metrics::LATENCY_BUCKETS;
-pub use middleware::error_response;
 use middleware::install_panic_hook;
+pub use reply::error_response;
 pub use request_id::REQUEST_ID;
 pub use serve::Shutdown;
-
-/// Timeouts of a service.
-#[derive(Debug, Clone, Copy)]
-pub struct Options {
-    /// Longest a request may take, head to response (503 beyond).
-    pub request_timeout: Duration,
-    /// Longest a client may take to send a request head; also how long an
-    /// idle keep-alive connection waits for its next request. Enforced per
-    /// connection, not per request: a connection with no request in flight
-    /// (its response body sent) for this long is closed, within a further
-    /// half of it.
-    pub header_read_timeout: Duration,
-    /// Longest a drain waits for requests in flight.
-    pub drain_timeout: Duration,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Self {
-            request_timeout: middleware::DEFAULT_REQUEST_TIMEOUT,
-            header_read_timeout: Duration::from_secs(10),
-            drain_timeout: Duration::from_secs(30),
-        }
-    }
-}
-
-/// State shared by the middleware, the built-in routes and the server.
-pub(crate) struct Shared {
-    version: String,
-    started: SystemTime,
-    started_at: Instant,
-    ready: AtomicBool,
-    connections: Arc<Connections>,
-    metrics: Metrics,
-    options: Options,
-    shutdown: tokio::sync::watch::Sender<bool>,
-    /// A CPU profile is being taken.
-    profiling: AtomicBool,
-}
+pub use state::Options;
+use state::Shared;
 
 /// A service's diagnostics: build one, wrap the service's router, serve.
 #[derive(Clone)]
@@ -164,9 +129,9 @@ impl Diag {
     /// `/healthz` and `/readyz`.
     pub fn public_router(&self, app: Router) -> Router {
         let builtin = Router::new()
-            .route("/info", get(routes::info))
-            .route("/healthz", get(routes::healthz))
-            .route("/readyz", get(routes::readyz))
+            .route("/info", get(endpoint::status::info))
+            .route("/healthz", get(endpoint::status::healthz))
+            .route("/readyz", get(endpoint::status::readyz))
             .with_state(self.shared.clone());
         app.merge(builtin).layer(middleware::ObserveLayer {
             shared: self.shared.clone(),
@@ -177,13 +142,13 @@ impl Diag {
     /// `/debug/pprof/{heap,profile,tasks,trace}`.
     pub fn diag_router(&self) -> Router {
         Router::new()
-            .route("/debug/pprof/heap", get(heap::heap))
-            .route("/debug/pprof/profile", get(profile::profile))
-            .route("/debug/pprof/tasks", get(tasks::tasks))
-            .route("/debug/pprof/trace", get(trace::trace))
-            .route("/debug/pprof/wall", get(wall::wall))
-            .route("/metrics", get(routes::metrics))
-            .route("/connections", get(routes::connections))
+            .route("/debug/pprof/heap", get(endpoint::heap::heap))
+            .route("/debug/pprof/profile", get(endpoint::profile::profile))
+            .route("/debug/pprof/tasks", get(endpoint::tasks::tasks))
+            .route("/debug/pprof/trace", get(endpoint::trace::trace))
+            .route("/debug/pprof/wall", get(endpoint::wall::wall))
+            .route("/metrics", get(endpoint::status::metrics))
+            .route("/connections", get(endpoint::status::connections))
             .with_state(self.shared.clone())
     }
 

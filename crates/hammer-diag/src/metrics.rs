@@ -210,11 +210,11 @@ impl Metrics {
         if let Some(fds) = process.open_fds {
             self.open_fds.set(fds as i64);
         }
-        if let Some(rt) = crate::tasks::RuntimeStats::current() {
+        if let Some(rt) = crate::runtime::RuntimeStats::current() {
             self.tasks_alive.set(rt.alive_tasks as i64);
             self.global_queue_depth.set(rt.global_queue_depth as i64);
         }
-        let dropped = crate::logging::dropped_lines();
+        let dropped = crate::log::dropped_lines();
         self.log_lines_dropped
             .inc_by(dropped.saturating_sub(self.log_lines_dropped.get()));
         let mut out = Vec::new();

@@ -23,17 +23,17 @@ use std::time::{Duration, Instant};
 use axum::extract::{MatchedPath, Request};
 use axum::http::header;
 use axum::http::{HeaderValue, Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::response::Response;
 use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 use tracing::Span;
 
-use crate::lines::{with_request, RequestContext, RequestLine};
-use crate::logging::{write_request_line, RequestLogs};
+use crate::log::{with_request, RequestContext, RequestLine};
+use crate::log::{write_request_line, RequestLogs};
 use crate::metrics::{FirstSeries, RequestLabels};
+use crate::reply::error_response;
 use crate::request_id::RequestId;
-use crate::Shared;
+use crate::state::Shared;
 
 /// The layer that logs, measures, times out and catches panics of every
 /// request to the routes it wraps.
@@ -105,8 +105,8 @@ where
         // context (crate::lines) and a span is made only for a trace
         // capture. Under another subscriber, by a span, made when the logs
         // at info or a capture would see it.
-        let ours = crate::logging::installed();
-        let logged = crate::logging::logs_requests();
+        let ours = crate::log::installed();
+        let logged = crate::log::logs_requests();
         let span = if (ours && crate::trace::capturing())
             || (!ours && crate::trace::span_may_be_enabled(tracing::Level::INFO))
         {
@@ -142,7 +142,7 @@ where
         });
         let start = Instant::now();
         let in_flight = InFlight::new(self.route.clone());
-        let request_logs = crate::logging::request_logs();
+        let request_logs = crate::log::request_logs();
         // The path, for the request's end line, only when it is written.
         let path = (request_logs != RequestLogs::None && (logged || !span.is_disabled()))
             .then(|| LinePath::of(req.uri()));
@@ -389,11 +389,6 @@ fn timeout_response(limit: Duration) -> Response {
     )
 }
 
-/// A JSON error body `{"error": message}` with a status.
-pub fn error_response(status: StatusCode, message: &str) -> Response {
-    (status, Json(serde_json::json!({ "error": message }))).into_response()
-}
-
 /// Logs panics with their stack through `tracing`, so a handler's panic
 /// carries its request ID, and still runs the previous hook, so no panic
 /// (a failed assertion, a panic outside any request) goes unreported.
@@ -418,9 +413,6 @@ pub fn install_panic_hook() {
         }));
     });
 }
-
-/// The default whole-request timeout.
-pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[cfg(test)]
 mod tests {

@@ -58,6 +58,29 @@ where
         })
 }
 
+/// The value `words` names by `value` (any case), if any: the one lookup
+/// behind `format=` and the log options' words.
+pub fn word<T: Copy>(value: &str, words: &[(&str, T)]) -> Option<T> {
+    words
+        .iter()
+        .find(|(w, _)| w.eq_ignore_ascii_case(value))
+        .map(|&(_, v)| v)
+}
+
+/// Parses `value` as one of `words`, or says which are allowed (a 400).
+pub(crate) fn one_of<T: Copy>(
+    name: &'static str,
+    value: &str,
+    words: &[(&str, T)],
+    allowed: &'static str,
+) -> Result<T, QueryError> {
+    word(value, words).ok_or_else(|| QueryError::NotOneOf {
+        name,
+        value: value.to_string(),
+        allowed,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,7 +26,7 @@ use tower::Service as _;
 use tracing::Instrument;
 
 use crate::connections::{ConnStats, InFlight, TrackedBody, Watched};
-use crate::Shared;
+use crate::state::Shared;
 
 /// Starts a drain from code, as SIGTERM does.
 #[derive(Clone, Debug)]

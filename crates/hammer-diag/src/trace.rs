@@ -1,21 +1,19 @@
-//! Provides `/debug/pprof/trace?seconds=N`, the counterpart of Go's short
-//! execution trace: for that window only, every `tracing` span (one per
-//! request, with its request ID, method, route and status, and the spans
-//! inside the handler) is recorded and returned as Chrome trace-event JSON,
-//! which Perfetto UI and chrome://tracing open.
+//! Provides trace capture: the `tracing` layer that records every span of a
+//! capture window (one per request, with its request ID, method, route and
+//! status, and the spans inside the handler), and the gate that keeps spans
+//! nobody wants out of the registry. `/debug/pprof/trace` and
+//! `/debug/pprof/wall` (in the `endpoint` module) open the windows; the logs
+//! install the layer and the gate.
 //!
 //! Outside a window the cost is one relaxed atomic load per span callsite:
 //! the capture layer's filter says no, and nothing is recorded.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::Json;
-use serde_json::{json, Map, Value};
+use axum::response::Response;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::Subscriber;
@@ -23,9 +21,7 @@ use tracing_subscriber::filter::{DynFilterFn, LevelFilter};
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
-use crate::middleware::error_response;
-use crate::query::{self, QueryError};
-use crate::Shared;
+use crate::reply::error_response;
 
 /// Longest trace window accepted.
 pub(crate) const MAX_SECONDS: u64 = 60;
@@ -36,7 +32,7 @@ static ACTIVE: AtomicBool = AtomicBool::new(false);
 static DROPPED: AtomicU64 = AtomicU64::new(0);
 static SPANS: Mutex<Vec<Recorded>> = Mutex::new(Vec::new());
 
-fn epoch() -> Instant {
+pub(crate) fn epoch() -> Instant {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     *EPOCH.get_or_init(Instant::now)
 }
@@ -54,25 +50,25 @@ fn thread() -> (u64, String) {
 }
 
 pub(crate) struct Recorded {
-    seq: u64,
+    pub(crate) seq: u64,
     pub(crate) name: &'static str,
-    start: Instant,
-    duration: Duration,
+    pub(crate) start: Instant,
+    pub(crate) duration: Duration,
     /// Its span names from the root (the request) down to it.
     pub(crate) stack: Vec<&'static str>,
     /// Its duration less its children's: the wall time spent in it alone.
     pub(crate) self_time: Duration,
-    thread: (u64, String),
-    fields: Vec<(&'static str, String)>,
-    parent: Option<Origin>,
+    pub(crate) thread: (u64, String),
+    pub(crate) fields: Vec<(&'static str, String)>,
+    pub(crate) parent: Option<Origin>,
 }
 
 /// Where a span came from: its parent's start on the parent's thread (the
 /// accept of a connection for a request, the request for a handler span).
 #[derive(Clone)]
-struct Origin {
-    start: Instant,
-    thread: u64,
+pub(crate) struct Origin {
+    pub(crate) start: Instant,
+    pub(crate) thread: u64,
 }
 
 /// A span's data while it is open.
@@ -248,22 +244,6 @@ pub(crate) fn capturing() -> bool {
     ACTIVE.load(Ordering::Relaxed)
 }
 
-fn parse_seconds(query: Option<&str>) -> Result<u64, QueryError> {
-    let mut seconds = 1;
-    for (k, v) in query::pairs(query) {
-        match k {
-            "seconds" => seconds = query::bounded("seconds", v, 1..=MAX_SECONDS)?,
-            _ => {
-                return Err(QueryError::Unknown {
-                    name: k.to_string(),
-                    known: "seconds",
-                })
-            }
-        }
-    }
-    Ok(seconds)
-}
-
 /// What one capture window recorded.
 pub(crate) struct Window {
     /// Every span that closed inside it.
@@ -303,62 +283,6 @@ pub(crate) async fn capture(seconds: u64) -> Result<Window, Response> {
         length: begin.elapsed(),
         dropped: DROPPED.load(Ordering::Relaxed),
     })
-}
-
-pub(crate) async fn trace(
-    State(_shared): State<Arc<Shared>>,
-    RawQuery(query): RawQuery,
-) -> Response {
-    let seconds = match parse_seconds(query.as_deref()) {
-        Ok(s) => s,
-        Err(e) => return error_response(StatusCode::BAD_REQUEST, &e.to_string()),
-    };
-    match capture(seconds).await {
-        Ok(w) => Json(chrome_trace(&w.spans, w.begin, w.dropped)).into_response(),
-        Err(busy) => busy,
-    }
-}
-
-/// Chrome trace-event JSON: one complete (`X`) event per span, timestamps in
-/// microseconds from the start of the window, a name row per thread, and a
-/// flow arrow (`s` → `f`) from each span's parent to it: from a
-/// connection's accept to each of its requests, from a request to the
-/// handler work it started, across threads.
-fn chrome_trace(spans: &[Recorded], begin: Instant, dropped: u64) -> Value {
-    let _ = epoch();
-    let mut events: Vec<Value> = Vec::with_capacity(spans.len() + 8);
-    let mut threads: Vec<&(u64, String)> = spans.iter().map(|s| &s.thread).collect();
-    threads.sort();
-    threads.dedup();
-    for (tid, name) in threads {
-        events.push(
-            json!({"name": "thread_name", "ph": "M", "pid": 1, "tid": tid, "args": {"name": name}}),
-        );
-    }
-    for s in spans {
-        let args: Map<String, Value> = s
-            .fields
-            .iter()
-            .map(|(k, v)| (k.to_string(), Value::String(v.clone())))
-            .collect();
-        let ts = s.start.saturating_duration_since(begin).as_secs_f64() * 1e6;
-        events.push(json!({
-            "name": s.name, "cat": "span", "ph": "X", "pid": 1, "tid": s.thread.0,
-            "ts": ts, "dur": s.duration.as_secs_f64() * 1e6, "args": args,
-        }));
-        if let Some(p) = &s.parent {
-            let from = p.start.saturating_duration_since(begin).as_secs_f64() * 1e6;
-            events.push(json!({
-                "name": "flow", "cat": "flow", "ph": "s", "id": s.seq, "pid": 1,
-                "tid": p.thread, "ts": from,
-            }));
-            events.push(json!({
-                "name": "flow", "cat": "flow", "ph": "f", "bp": "e", "id": s.seq, "pid": 1,
-                "tid": s.thread.0, "ts": ts,
-            }));
-        }
-    }
-    json!({ "traceEvents": events, "displayTimeUnit": "ms", "otherData": { "dropped_spans": dropped } })
 }
 
 #[cfg(test)]

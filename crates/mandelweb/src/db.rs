@@ -5,7 +5,7 @@
 //!
 //! Every failure to reach the database is [`DbError::Unavailable`] and
 //! comes back fast (connects and pool waits are bounded by
-//! [`Settings::connect_timeout`]); a dead pooled connection is dropped when
+//! [`Settings::timeout`]); a dead pooled connection is dropped when
 //! it is next taken, so the service recovers by itself once the database
 //! is back.
 

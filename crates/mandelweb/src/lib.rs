@@ -4,6 +4,8 @@
 //! PNG ([`render`]) by a fast renderer that is pixel-identical to a plain
 //! scalar oracle. Its PostgreSQL-bound half is `POST /find-by-age` ([`db`]),
 //! with or without a connection pool, as in the seed's tuning experiment.
+//! It sits on `hammer-diag`; the `hammer` binary sits above it (`hammer
+//! mandelweb`, the lab's built-in target).
 //!
 //! ```
 //! use mandelweb::render::{fast, oracle};

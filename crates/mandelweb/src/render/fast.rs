@@ -41,7 +41,7 @@ pub fn escape_counts(view: &View, threads: Threads, kernel: Kernel) -> Vec<u32> 
 const BAND: usize = 64;
 
 /// [`escape_counts`], giving up (None) once `stop` says so: it is asked
-/// before every band of [`BAND`] pixels, so a render nobody waits for any
+/// before every band of 64 pixels, so a render nobody waits for any
 /// more stops using the CPU within milliseconds.
 pub fn escape_counts_until(
     view: &View,

@@ -1,6 +1,6 @@
 //! Provides the service's log: lines formatted on the request's thread and
 //! handed to one writer thread that writes them to stderr in batches
-//! ([`crate::batch`]), so a request pays for formatting its line and a
+//! ([`batch`]), so a request pays for formatting its line and a
 //! copy, not for a `write` under a lock.
 //! When the writer falls behind, lines are dropped and counted (the
 //! `log_lines_dropped_total` metric and one warn line per second) or, with
@@ -8,137 +8,31 @@
 //! flushes every accepted line when dropped: keep it until `main` returns.
 //! Lines are text (no colours) or one JSON object per line with the
 //! request's fields (`request_id`, `method`, `route`, `status`) beside the
-//! event's own, as log shippers read them ([`crate::lines`]).
+//! event's own, as log shippers read them ([`json`]).
 
-use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use tracing_subscriber::fmt::format::JsonFields;
 
-use crate::batch::{Batcher, Writer as BatchWriter};
-use crate::lines::{request_line, JsonLine, RequestContext, RequestLine, TextLine, REQUEST_TARGET};
+mod batch;
+mod clock;
+mod context;
+mod json;
+mod options;
+mod request_line;
+#[cfg(test)]
+mod tests;
+mod text;
 
-/// How each line is written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum LogFormat {
-    /// `2026-11-26T07:43:14.123456Z  INFO request{method=GET ...}: request end ...`
-    #[default]
-    Text,
-    /// One JSON object per line: `timestamp`, `level`, `target`, `message`,
-    /// the event's fields and those of the spans it is in.
-    Json,
-}
-
-/// Which lines each request writes (at `info`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum RequestLogs {
-    /// One line when the response is ready: request ID, method, route,
-    /// path, status and duration.
-    #[default]
-    End,
-    /// A start line as the request arrives, then the end line: a request
-    /// that never ends (a hang, a crash) still shows in the log.
-    Both,
-    /// Neither; other lines of a request still carry its ID.
-    None,
-}
-
-/// What a request's line does when the writer thread has fallen behind by
-/// the whole buffer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Overflow {
-    /// The line is dropped and counted; the request does not wait.
-    #[default]
-    Drop,
-    /// The request waits until the writer has room.
-    Block,
-}
-
-/// How the service logs; see [`init_logging_with`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LogOptions {
-    /// Text or JSON lines.
-    pub format: LogFormat,
-    /// Which lines each request writes.
-    pub requests: RequestLogs,
-    /// Drop or wait when the writer falls behind.
-    pub overflow: Overflow,
-    /// Lines held for the writer thread before [`Overflow`] applies.
-    pub buffer_lines: usize,
-}
-
-impl Default for LogOptions {
-    fn default() -> Self {
-        LogOptions {
-            format: LogFormat::Text,
-            requests: RequestLogs::End,
-            overflow: Overflow::Drop,
-            buffer_lines: 128_000,
-        }
-    }
-}
-
-/// A word that names none of an option's values.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{value:?} is not one of {allowed}")]
-pub struct ParseOptionError {
-    value: String,
-    allowed: &'static str,
-}
-
-fn parse_word<T: Copy>(
-    value: &str,
-    words: &[(&str, T)],
-    allowed: &'static str,
-) -> Result<T, ParseOptionError> {
-    words
-        .iter()
-        .find(|(w, _)| w.eq_ignore_ascii_case(value))
-        .map(|&(_, v)| v)
-        .ok_or_else(|| ParseOptionError {
-            value: value.to_string(),
-            allowed,
-        })
-}
-
-impl FromStr for LogFormat {
-    type Err = ParseOptionError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        parse_word(
-            s,
-            &[("text", LogFormat::Text), ("json", LogFormat::Json)],
-            "text, json",
-        )
-    }
-}
-
-impl FromStr for RequestLogs {
-    type Err = ParseOptionError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        parse_word(
-            s,
-            &[
-                ("end", RequestLogs::End),
-                ("both", RequestLogs::Both),
-                ("none", RequestLogs::None),
-            ],
-            "end, both, none",
-        )
-    }
-}
-
-impl FromStr for Overflow {
-    type Err = ParseOptionError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        parse_word(
-            s,
-            &[("drop", Overflow::Drop), ("block", Overflow::Block)],
-            "drop, block",
-        )
-    }
-}
+use batch::{Batcher, Writer as BatchWriter};
+pub(crate) use context::{with_request, RequestContext};
+use json::JsonLine;
+pub use options::{LogFormat, LogOptions, Overflow, ParseOptionError, RequestLogs};
+pub(crate) use request_line::RequestLine;
+use request_line::{request_line, REQUEST_TARGET};
+use text::TextLine;
 
 /// Keeps the writer thread; dropping it writes out every line accepted so
 /// far (waiting up to 2 s for a slow stderr) and stops the thread; lines
@@ -158,7 +52,7 @@ static FORMAT: AtomicU8 = AtomicU8::new(LogFormat::Text as u8);
 static WRITER: OnceLock<Batcher> = OnceLock::new();
 
 /// hammer-diag's logging is installed and writes `info` lines: requests
-/// get a [`crate::lines::RequestContext`] instead of a span.
+/// get a [`RequestContext`] instead of a span.
 static LOGS_INFO: AtomicBool = AtomicBool::new(false);
 
 /// Whether a request's lines are named by its context (hammer-diag's
@@ -235,7 +129,7 @@ pub(crate) fn request_logs() -> RequestLogs {
 /// Writes a request's start or end line straight into the log's buffer
 /// when hammer-diag's logging is the process's and `RUST_LOG` lets the
 /// line through (the same line the formatter would make of a `tracing`
-/// event, at a third of the cost: [`crate::lines::request_line`]). False
+/// event, at a third of the cost: [`request_line`]). False
 /// when hammer-diag's logging is not installed: the caller logs an event.
 pub(crate) fn write_request_line(
     request: &RequestContext,
@@ -364,21 +258,5 @@ fn watch_drops() {
         });
     if let Err(e) = spawned {
         tracing::warn!(error = %e, "cannot watch for dropped log lines");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn option_words_parse_and_say_what_is_allowed() {
-        assert_eq!("JSON".parse::<LogFormat>(), Ok(LogFormat::Json));
-        assert_eq!("both".parse::<RequestLogs>(), Ok(RequestLogs::Both));
-        assert_eq!("block".parse::<Overflow>(), Ok(Overflow::Block));
-        assert_eq!(
-            "yaml".parse::<LogFormat>().unwrap_err().to_string(),
-            "\"yaml\" is not one of text, json"
-        );
     }
 }

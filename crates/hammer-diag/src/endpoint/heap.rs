@@ -7,7 +7,7 @@
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use crate::middleware::error_response;
+use crate::reply::error_response;
 
 /// How to switch heap profiling on, for the 501.
 pub(crate) const HOW_TO_ENABLE: &str =

@@ -13,7 +13,7 @@ use axum::Json;
 use serde::Serialize;
 
 use crate::connections::Snapshot;
-use crate::Shared;
+use crate::state::Shared;
 
 /// The `/info` document (the Uptime talk's fields).
 #[derive(Debug, Serialize)]

@@ -21,10 +21,10 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use pprof::protos::{self, Message as _};
 
-use crate::middleware::error_response;
 use crate::query::{self, QueryError};
+use crate::reply::error_response;
+use crate::state::Shared;
 use crate::trace::{capture, Recorded, MAX_SECONDS};
-use crate::Shared;
 
 /// What to return.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,18 +40,18 @@ fn parse(query: Option<&str>) -> Result<(u64, Format), QueryError> {
         match k {
             "seconds" => seconds = query::bounded("seconds", v, 1..=MAX_SECONDS)?,
             "format" => {
-                format = match v {
-                    "pprof" | "proto" => Format::Pprof,
-                    "flamegraph" | "svg" => Format::Flamegraph,
-                    "folded" => Format::Folded,
-                    _ => {
-                        return Err(QueryError::NotOneOf {
-                            name: "format",
-                            value: v.to_string(),
-                            allowed: "pprof, flamegraph or folded",
-                        })
-                    }
-                }
+                format = query::one_of(
+                    "format",
+                    v,
+                    &[
+                        ("pprof", Format::Pprof),
+                        ("proto", Format::Pprof),
+                        ("flamegraph", Format::Flamegraph),
+                        ("svg", Format::Flamegraph),
+                        ("folded", Format::Folded),
+                    ],
+                    "pprof, flamegraph or folded",
+                )?
             }
             _ => {
                 return Err(QueryError::Unknown {

@@ -14,10 +14,10 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use pprof::protos::Message as _;
 
-use crate::callgrind;
-use crate::middleware::error_response;
+use super::callgrind;
 use crate::query::{self, QueryError};
-use crate::Shared;
+use crate::reply::error_response;
+use crate::state::Shared;
 
 /// Longest profile accepted.
 pub(crate) const MAX_SECONDS: u64 = 300;
@@ -58,18 +58,18 @@ impl ProfileRequest {
                 "seconds" => req.seconds = query::bounded("seconds", v, 1..=MAX_SECONDS)?,
                 "hz" => req.hz = query::bounded("hz", v, 1..=1000)?,
                 "format" => {
-                    req.format = match v {
-                        "pprof" | "proto" => Format::Pprof,
-                        "flamegraph" | "svg" => Format::Flamegraph,
-                        "callgrind" => Format::Callgrind,
-                        _ => {
-                            return Err(QueryError::NotOneOf {
-                                name: "format",
-                                value: v.to_string(),
-                                allowed: "pprof, flamegraph or callgrind",
-                            })
-                        }
-                    }
+                    req.format = query::one_of(
+                        "format",
+                        v,
+                        &[
+                            ("pprof", Format::Pprof),
+                            ("proto", Format::Pprof),
+                            ("flamegraph", Format::Flamegraph),
+                            ("svg", Format::Flamegraph),
+                            ("callgrind", Format::Callgrind),
+                        ],
+                        "pprof, flamegraph or callgrind",
+                    )?
                 }
                 _ => {
                     return Err(QueryError::Unknown {
