@@ -233,7 +233,7 @@ fn the_lab_finds_a_known_capacity_over_tls() {
 fn diagnostics_fetches_over_https_trust_the_given_ca() {
     let _cpu = exclusive();
     use hammer_engine::tls::TlsOptions;
-    use hammer_lab::diag::{get, Trust};
+    use hammer_lab::diag_client::{get, Trust};
     let pki = Pki::new();
     let server = Server::start_tls(Behavior::Fast, pki.server_config(H1, false));
     let url = server.https_url("/metrics");

@@ -3,7 +3,9 @@
 //! responses, connections closed before or in the middle of one), and a
 //! throwaway PostgreSQL cluster ([`postgres::Cluster`]), the judge of a
 //! Prometheus exposition ([`promtool_check_metrics`]), and a wait for a
-//! child process's exit ([`exit_within`]).
+//! child process's exit ([`exit_within`]). It is a dev-dependency of the
+//! crates whose tests start servers; no crate's library sits above it.
+//! Its own test (`tests/floors.rs`) checks the workspace's module floors.
 
 pub mod postgres;
 
@@ -50,14 +52,18 @@ pub const CLOSED_BEFORE_RESPONSE: &str = "closed before a response";
 impl Client {
     /// Connects, with a 10 s read timeout.
     pub fn connect(addr: SocketAddr) -> Client {
-        let stream = TcpStream::connect(addr).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("set timeout");
-        Client {
+        Client::try_connect(addr, Duration::from_secs(10)).expect("connect")
+    }
+
+    /// Connects within `timeout`, with a 10 s read timeout; `Err` when
+    /// nothing answers.
+    pub fn try_connect(addr: SocketAddr, timeout: Duration) -> std::io::Result<Client> {
+        let stream = TcpStream::connect_timeout(&addr, timeout)?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        Ok(Client {
             stream,
             buf: Vec::new(),
-        }
+        })
     }
 
     /// Sends a GET and reads its response; `Err` when the connection ends first.
@@ -187,6 +193,15 @@ pub fn fetch(addr: SocketAddr, path: &str) -> Response {
     Client::connect(addr)
         .get(path, &[])
         .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+}
+
+/// One GET on a new connection (connecting within 2 s), or `None` when
+/// nothing answers or the connection ends before a whole response.
+pub fn try_fetch(addr: SocketAddr, path: &str) -> Option<Response> {
+    Client::try_connect(addr, Duration::from_secs(2))
+        .ok()?
+        .get(path, &[])
+        .ok()
 }
 
 /// One POST of `body` on a new connection; panics if it fails.

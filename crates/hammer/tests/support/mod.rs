@@ -517,41 +517,8 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     try_get(addr, path).unwrap_or_else(|| panic!("GET {path} from {addr} failed"))
 }
 
-/// GET `path` from `addr`, or `None` when nothing answers.
+/// GET `path` from `addr` (testkit's client, which reads chunked bodies
+/// such as Prometheus's API answers), or `None` when nothing answers.
 pub fn try_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let status = text.get(9..12)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    // Prometheus answers its API in chunks; hammer's listener does not.
-    let body = if text
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body)
-    } else {
-        body.to_owned()
-    };
-    Some((status, body))
-}
-
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap();
-        if n == 0 {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        body = &rest[n + 2..];
-    }
-    out
+    testkit::try_fetch(addr, path).map(|r| (r.status, r.text()))
 }
