@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::result::{RunResult, GENERATOR_LIMIT_MS};
-use crate::slo::Slo;
+use crate::slo::SloReport;
 
 /// What one step says about the target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,20 +56,18 @@ impl Judgement {
     }
 }
 
-/// Judges one step: the SLO's checks, then the error rate against
-/// `max_error_rate` (a fraction), then whether hammer itself lagged.
-pub fn judge(result: &RunResult, slo: &Slo, max_error_rate: f64) -> Judgement {
+/// Judges one step from the SLO's verdict on it (`slo`, see
+/// [`RunResult::judge`]), then the error rate against `max_error_rate` (a
+/// fraction), then whether hammer itself lagged.
+pub fn judge(result: &RunResult, slo: &SloReport, max_error_rate: f64) -> Judgement {
     let lag = result.schedule_lag_ms.p99;
     let generator_lagged = lag > GENERATOR_LIMIT_MS;
-    let mut broken: Vec<String> = match slo.evaluate(result) {
-        Ok(report) => report
-            .checks
-            .iter()
-            .filter(|c| !c.passed)
-            .map(|c| format!("{} failed (was {:.2})", c.check, c.actual))
-            .collect(),
-        Err(e) => vec![format!("SLO not evaluated: {e}")],
-    };
+    let mut broken: Vec<String> = slo
+        .checks
+        .iter()
+        .filter(|c| !c.passed)
+        .map(|c| format!("{} failed (was {:.2})", c.check, c.actual))
+        .collect();
     let error_rate = result.error_rate();
     if error_rate > max_error_rate {
         broken.push(format!(
@@ -347,6 +345,8 @@ mod tests {
 
     use super::*;
     use crate::recorder::{ErrorKind, Recorder};
+    use crate::result::Pacing;
+    use crate::slo::Slo;
 
     /// 1000 requests at 100/s with this latency, lag and failures.
     fn step(latency_ms: u64, lag_ms: u64, failures: u64) -> RunResult {
@@ -360,25 +360,40 @@ mod tests {
                 rec.record_response(200, ms(latency_ms), ms(latency_ms - lag_ms), 100);
             }
         }
-        RunResult::from_recorder(&rec, Some(100.0), Duration::from_secs(10))
+        RunResult::from_recorder(&rec, Pacing::Open { rate: 100.0 }, Duration::from_secs(10))
     }
 
     #[test]
     fn judge_blames_the_target_only_for_its_own_failures() {
         let slo = Slo::parse("p99<60ms").unwrap();
-        let j = judge(&step(10, 0, 0), &slo, 0.001);
+        let j = {
+            let s = step(10, 0, 0);
+            judge(&s, &s.judge(&slo), 0.001)
+        };
         assert_eq!((j.verdict, j.generator_lagged), (Verdict::Pass, false));
-        let j = judge(&step(80, 0, 0), &slo, 0.001);
+        let j = {
+            let s = step(80, 0, 0);
+            judge(&s, &s.judge(&slo), 0.001)
+        };
         assert_eq!(j.verdict, Verdict::Fail);
         assert!(j.reason.contains("p99<60ms"), "{}", j.reason);
-        let j = judge(&step(10, 0, 5), &slo, 0.001);
+        let j = {
+            let s = step(10, 0, 5);
+            judge(&s, &s.judge(&slo), 0.001)
+        };
         assert_eq!(j.verdict, Verdict::Fail, "0.5% errors > 0.1%");
         assert!(j.reason.contains("failed (5 of 1000)"), "{}", j.reason);
         // 70 ms of the 80 ms is hammer's own lag.
-        let j = judge(&step(80, 70, 0), &slo, 0.001);
+        let j = {
+            let s = step(80, 70, 0);
+            judge(&s, &s.judge(&slo), 0.001)
+        };
         assert_eq!(j.verdict, Verdict::GeneratorLimited, "{}", j.reason);
         // Lagging 2 ms while the target takes 500 ms: still the target.
-        let j = judge(&step(500, 2, 0), &slo, 0.001);
+        let j = {
+            let s = step(500, 2, 0);
+            judge(&s, &s.judge(&slo), 0.001)
+        };
         assert_eq!((j.verdict, j.generator_lagged), (Verdict::Fail, true));
     }
 

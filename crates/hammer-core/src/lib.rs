@@ -4,14 +4,17 @@
 //! - [`plan`]: rate plans (constant, stepped schedules, ramps).
 //! - [`pacer`]: when each request is due (evenly spaced, Poisson, closed loop).
 //! - [`recorder`]: constant-memory measurement with HDR histograms.
+//! - [`histogram`]: a histogram's quantiles and summary, and its wire form.
 //! - [`result`]: the JSON result of a run and the exact merge of shards.
 //! - [`slo`]: SLO expressions and their verdict.
 //! - [`targets`]: request targets and vegeta's targets file format.
 //! - [`capacity`]: step verdicts, the capacity search, N+1 plans, USL fits.
 //! - [`steps`]: a lab step's rate, length and USL point.
-//! - [`diagnostics`]: a service's metrics and profile, read.
+//! - [`readings`]: a service's metrics and profile, read.
 //!
-//! The engine in the `hammer` crate drives sockets with these pieces.
+//! It sits at the bottom of the workspace: `hammer-engine` drives sockets
+//! with these pieces, `hammer-lab` runs the SRE method on them, and the
+//! `hammer` CLI sits on top.
 //!
 //! ```
 //! use std::time::Duration;
@@ -26,9 +29,10 @@
 //! ```
 
 pub mod capacity;
-pub mod diagnostics;
+pub mod histogram;
 pub mod pacer;
 pub mod plan;
+pub mod readings;
 pub mod recorder;
 pub mod result;
 pub mod slo;

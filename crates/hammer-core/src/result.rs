@@ -8,23 +8,16 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use base64::Engine as _;
-use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use crate::recorder::{new_histogram, ErrorKind, Parts, Recorder};
-use crate::slo::SloReport;
+pub use crate::histogram::Percentiles;
+use crate::recorder::{ErrorKind, Parts, Recorder};
+use crate::slo::{Slo, SloReport};
 
 /// Why results could not be read or merged.
 #[derive(Debug, thiserror::Error)]
 pub enum ResultError {
-    /// A histogram field was not valid base64 HdrHistogram data.
-    #[error("histogram field {field} is not a valid HdrHistogram V2 base64 string")]
-    Histogram {
-        /// The field that failed.
-        field: &'static str,
-    },
     /// There was nothing to merge.
     #[error("no results to merge")]
     Empty,
@@ -42,56 +35,6 @@ pub enum ResultError {
     },
 }
 
-/// Summary statistics of one histogram, in milliseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
-pub struct Percentiles {
-    /// Smallest value.
-    pub min: f64,
-    /// Arithmetic mean.
-    pub mean: f64,
-    /// Median.
-    pub p50: f64,
-    /// 90th percentile.
-    pub p90: f64,
-    /// 99th percentile.
-    pub p99: f64,
-    /// 99.9th percentile.
-    pub p99_9: f64,
-    /// Largest value.
-    pub max: f64,
-}
-
-fn ms(micros: u64) -> f64 {
-    micros as f64 / 1000.0
-}
-
-/// The value at quantile `q` of a µs histogram, in ms (0 when empty).
-pub fn quantile_ms(h: &Histogram<u64>, q: f64) -> f64 {
-    if h.is_empty() {
-        0.0
-    } else {
-        ms(h.value_at_quantile(q))
-    }
-}
-
-impl Percentiles {
-    /// Summarizes a histogram of microseconds.
-    pub fn of(h: &Histogram<u64>) -> Self {
-        if h.is_empty() {
-            return Self::default();
-        }
-        Self {
-            min: ms(h.min()),
-            mean: h.mean() / 1000.0,
-            p50: quantile_ms(h, 0.50),
-            p90: quantile_ms(h, 0.90),
-            p99: quantile_ms(h, 0.99),
-            p99_9: quantile_ms(h, 0.999),
-            max: ms(h.max()),
-        }
-    }
-}
-
 /// Schedule lag p99 above this means the generator, not the target, limited the run.
 pub const GENERATOR_LIMIT_MS: f64 = 1.0;
 
@@ -105,6 +48,40 @@ pub enum Kind {
     Run,
     /// A `hammer lab` report.json.
     Lab,
+}
+
+/// How a run was paced, as its result says (`mode`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Loop {
+    /// Paced by a rate plan, whatever the target does.
+    #[default]
+    Open,
+    /// N connections, each sending its next request when the last ends.
+    Closed,
+}
+
+/// How a run was paced, with the planned rate of an open loop: what the
+/// engine knows of the run it ran, and its result states.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Pacing {
+    /// Open loop at this planned mean rate (requests/s).
+    Open {
+        /// Requests per second, on average over the plan.
+        rate: f64,
+    },
+    /// Closed loop.
+    Closed,
+}
+
+impl Pacing {
+    /// The planned mean rate (open loop only).
+    pub fn target_rate(self) -> Option<f64> {
+        match self {
+            Pacing::Open { rate } => Some(rate),
+            Pacing::Closed => None,
+        }
+    }
 }
 
 /// What a run did with connections.
@@ -123,7 +100,7 @@ pub struct RunResult {
     #[serde(default)]
     pub kind: Kind,
     /// `"open"` (paced by rate) or `"closed"` (N connections, one request each).
-    pub mode: String,
+    pub mode: Loop,
     /// Planned mean rate in requests/s (open loop only).
     pub target_rate: Option<f64>,
     /// Requests sent per second over the send window.
@@ -159,12 +136,15 @@ pub struct RunResult {
     /// SLO verdict, when an SLO was given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slo: Option<SloReport>,
-    /// Latency histogram (µs), HdrHistogram V2 compressed, base64.
-    pub histogram: String,
+    /// Latency histogram (µs); in JSON HdrHistogram V2 compressed, base64.
+    #[serde(with = "crate::histogram::v2")]
+    pub histogram: Histogram<u64>,
     /// Service time histogram, same encoding.
-    pub service_time_histogram: String,
+    #[serde(with = "crate::histogram::v2")]
+    pub service_time_histogram: Histogram<u64>,
     /// Schedule lag histogram, same encoding.
-    pub schedule_lag_histogram: String,
+    #[serde(with = "crate::histogram::v2")]
+    pub schedule_lag_histogram: Histogram<u64>,
     /// TCP connect times (absent when no connect was measured).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connect_ms: Option<Percentiles>,
@@ -172,17 +152,29 @@ pub struct RunResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_handshake_ms: Option<Percentiles>,
     /// Connect time histogram, same encoding.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub connect_histogram: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::histogram::v2_opt"
+    )]
+    pub connect_histogram: Option<Histogram<u64>>,
     /// TLS handshake time histogram, same encoding.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tls_handshake_histogram: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::histogram::v2_opt"
+    )]
+    pub tls_handshake_histogram: Option<Histogram<u64>>,
     /// HTTP/2: from connection ready to the server's first SETTINGS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub h2_settings_ms: Option<Percentiles>,
     /// Its histogram, same encoding.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub h2_settings_histogram: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::histogram::v2_opt"
+    )]
+    pub h2_settings_histogram: Option<Histogram<u64>>,
     /// Which shard of a sharded run this is (`hammer attack --shard I/N`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<ShardOf>,
@@ -201,88 +193,18 @@ pub struct ShardOf {
     pub count: u64,
 }
 
-/// Percentiles and encoded histogram of a set-up time, when it has samples.
-fn setup_times(h: &Histogram<u64>) -> (Option<Percentiles>, Option<String>) {
+/// Percentiles and histogram of a set-up time, when it has samples.
+fn setup_times(h: &Histogram<u64>) -> (Option<Percentiles>, Option<Histogram<u64>>) {
     if h.is_empty() {
         return (None, None);
     }
-    (Some(Percentiles::of(h)), Some(encode_histogram(h)))
-}
-
-/// Encodes a histogram as base64 HdrHistogram V2 (deflate) data.
-pub fn encode_histogram(h: &Histogram<u64>) -> String {
-    let mut buf = Vec::new();
-    V2DeflateSerializer::new()
-        .serialize(h, &mut buf)
-        .expect("serializing to memory cannot fail");
-    base64::engine::general_purpose::STANDARD.encode(buf)
-}
-
-/// Decodes [`encode_histogram`] output (or any HdrHistogram V2 data within
-/// [`checked_v2`]'s bounds).
-pub fn decode_histogram(text: &str, field: &'static str) -> Result<Histogram<u64>, ResultError> {
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(text)
-        .map_err(|_| ResultError::Histogram { field })?;
-    let plain = checked_v2(&bytes).ok_or(ResultError::Histogram { field })?;
-    let h: Histogram<u64> = Deserializer::new()
-        .deserialize(&mut &plain[..])
-        .map_err(|_| ResultError::Histogram { field })?;
-    // Re-home into hammer's bounds so histograms from any source add up.
-    let mut out = new_histogram();
-    out.add(&h).map_err(|_| ResultError::Histogram { field })?;
-    Ok(out)
-}
-
-/// HdrHistogram V2 cookies (uncompressed, and deflate-compressed).
-const V2_COOKIE: u32 = 0x1c84_9313;
-const V2_COMPRESSED_COOKIE: u32 = 0x1c84_9314;
-/// Largest decompressed histogram accepted (hammer's own are a few KiB).
-const MAX_HISTOGRAM_BYTES: u64 = 4 << 20;
-/// Bounds a histogram read from a file may declare: its counts array is
-/// sized by them (at these, about 3 MiB).
-const MAX_HIGHEST: u64 = 1 << 40;
-const MAX_DIGITS: u32 = 4;
-
-/// `bytes` as uncompressed HdrHistogram V2 data whose header is safe to
-/// hand to the deserializer, which trusts it: it sizes a buffer by the
-/// declared payload length (a 40-byte input declaring 4 GiB gets 4 GiB)
-/// and the counts by the declared bounds. None when the header does not
-/// fit the data or the bounds are beyond any latency histogram's; the
-/// compressed form is inflated here, at most 4 MiB of it.
-fn checked_v2(bytes: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
-    use std::io::Read as _;
-    let be32 = |b: &[u8], at: usize| Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?));
-    let be64 = |b: &[u8], at: usize| Some(u64::from_be_bytes(b.get(at..at + 8)?.try_into().ok()?));
-    let plain: std::borrow::Cow<'_, [u8]> = match be32(bytes, 0)? {
-        V2_COOKIE => bytes.into(),
-        V2_COMPRESSED_COOKIE => {
-            let len = usize::try_from(be32(bytes, 4)?).ok()?;
-            let deflated = bytes.get(8..8usize.checked_add(len)?)?;
-            let mut out = Vec::new();
-            flate2::read::ZlibDecoder::new(deflated)
-                .take(MAX_HISTOGRAM_BYTES + 1)
-                .read_to_end(&mut out)
-                .ok()?;
-            if out.len() as u64 > MAX_HISTOGRAM_BYTES {
-                return None;
-            }
-            out.into()
-        }
-        _ => return None,
-    };
-    // cookie, payload length, normalizing offset, digits (u32 each), lowest,
-    // highest (u64), integer-to-double ratio (f64): 40 bytes, then the payload.
-    let header_ok = be32(&plain, 0)? == V2_COOKIE
-        && usize::try_from(be32(&plain, 4)?).ok()? <= plain.len().checked_sub(40)?
-        && be32(&plain, 12)? <= MAX_DIGITS
-        && be64(&plain, 24)? <= MAX_HIGHEST;
-    header_ok.then_some(plain)
+    (Some(Percentiles::of(h)), Some(h.clone()))
 }
 
 impl RunResult {
     /// Builds the result of a run from what was recorded.
-    pub fn from_recorder(rec: &Recorder, target_rate: Option<f64>, window: Duration) -> Self {
+    pub fn from_recorder(rec: &Recorder, pacing: Pacing, window: Duration) -> Self {
+        let target_rate = pacing.target_rate();
         let duration_s = window.as_secs_f64();
         let lag = Percentiles::of(rec.schedule_lag());
         let (connect_ms, connect_histogram) = setup_times(rec.connect_time());
@@ -290,12 +212,10 @@ impl RunResult {
         let (h2_settings_ms, h2_settings_histogram) = setup_times(rec.settings_time());
         Self {
             kind: Kind::Run,
-            mode: if target_rate.is_some() {
-                "open"
-            } else {
-                "closed"
-            }
-            .into(),
+            mode: match pacing {
+                Pacing::Open { .. } => Loop::Open,
+                Pacing::Closed => Loop::Closed,
+            },
             target_rate,
             achieved_rate: if duration_s > 0.0 {
                 rec.sent() as f64 / duration_s
@@ -324,9 +244,9 @@ impl RunResult {
             slo: None,
             shard: None,
             missing_shards: Vec::new(),
-            histogram: encode_histogram(rec.latency()),
-            service_time_histogram: encode_histogram(rec.service_time()),
-            schedule_lag_histogram: encode_histogram(rec.schedule_lag()),
+            histogram: rec.latency().clone(),
+            service_time_histogram: rec.service_time().clone(),
+            schedule_lag_histogram: rec.schedule_lag().clone(),
             connect_ms,
             tls_handshake_ms,
             connect_histogram,
@@ -345,8 +265,13 @@ impl RunResult {
     }
 
     /// The latency histogram (µs).
-    pub fn latency_histogram(&self) -> Result<Histogram<u64>, ResultError> {
-        decode_histogram(&self.histogram, "histogram")
+    pub fn latency_histogram(&self) -> &Histogram<u64> {
+        &self.histogram
+    }
+
+    /// `slo`'s verdict on this run.
+    pub fn judge(&self, slo: &Slo) -> SloReport {
+        slo.evaluate(&self.histogram, self.error_rate())
     }
 
     /// Fraction of requests that failed (0 when none ended).
@@ -385,24 +310,12 @@ impl RunResult {
             })
             .collect::<Result<_, _>>()?;
         Ok(Recorder::from_parts(Parts {
-            latency: decode_histogram(&self.histogram, "histogram")?,
-            service: decode_histogram(&self.service_time_histogram, "service_time_histogram")?,
-            lag: decode_histogram(&self.schedule_lag_histogram, "schedule_lag_histogram")?,
-            connect: self
-                .connect_histogram
-                .as_deref()
-                .map(|h| decode_histogram(h, "connect_histogram"))
-                .transpose()?,
-            handshake: self
-                .tls_handshake_histogram
-                .as_deref()
-                .map(|h| decode_histogram(h, "tls_handshake_histogram"))
-                .transpose()?,
-            settings: self
-                .h2_settings_histogram
-                .as_deref()
-                .map(|h| decode_histogram(h, "h2_settings_histogram"))
-                .transpose()?,
+            latency: self.histogram.clone(),
+            service: self.service_time_histogram.clone(),
+            lag: self.schedule_lag_histogram.clone(),
+            connect: self.connect_histogram.clone(),
+            handshake: self.tls_handshake_histogram.clone(),
+            settings: self.h2_settings_histogram.clone(),
             status,
             errors,
             sent: (self.achieved_rate * self.duration_s).round() as u64,
@@ -429,10 +342,15 @@ impl RunResult {
             connections.opened += r.connections.opened;
             connections.peak_open += r.connections.peak_open;
         }
+        // Shards of one run share its mode; open-loop shards' rates add.
+        let pacing = match (first.mode, target) {
+            (Loop::Open, Some(rate)) => Pacing::Open { rate },
+            _ => Pacing::Closed,
+        };
         let mut merged =
-            RunResult::from_recorder(&recorder, target, Duration::from_secs_f64(window))
+            RunResult::from_recorder(&recorder, pacing, Duration::from_secs_f64(window))
                 .with_connections(connections);
-        merged.mode = first.mode.clone();
+        merged.mode = first.mode;
         merged.missing_shards = missing_shards(results)?;
         Ok(merged)
     }
@@ -481,7 +399,7 @@ mod tests {
             r.record_send(Duration::ZERO, 10);
             r.record_response(200, d, d, 20);
         }
-        RunResult::from_recorder(&r, Some(rate), Duration::from_secs(1))
+        RunResult::from_recorder(&r, Pacing::Open { rate }, Duration::from_secs(1))
     }
 
     #[test]
@@ -545,20 +463,6 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(1000))]
 
-        /// Whatever a result file's histogram holds: an error, never a panic.
-        #[test]
-        fn hostile_histograms_are_errors(bytes in prop::collection::vec(any::<u8>(), 0..256), flip in any::<(usize, u8)>()) {
-            let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
-            let _ = decode_histogram(&b64(&bytes), "h");
-            // One of hammer's own, with a byte changed.
-            let mut ours = base64::engine::general_purpose::STANDARD
-                .decode(result_of(&[1, 2, 3, 1000], 10.0).histogram)
-                .unwrap();
-            let at = flip.0 % ours.len();
-            ours[at] ^= flip.1;
-            let _ = decode_histogram(&b64(&ours), "h");
-        }
-
         /// A result file with any byte changed: it does not parse, or it
         /// merges (with itself) and is judged by an SLO, without a panic.
         #[test]
@@ -571,7 +475,7 @@ mod tests {
             if let Ok(r) = serde_json::from_slice::<RunResult>(&text) {
                 if let Ok(merged) = RunResult::merge(&[r.clone(), r]) {
                     let slo = crate::slo::Slo::parse("p99<60ms,errors<1%").unwrap();
-                    let _ = slo.evaluate(&merged);
+                    let _ = merged.judge(&slo);
                 }
             }
         }
@@ -596,7 +500,7 @@ mod tests {
             prop_assert!((merged.achieved_rate - whole.achieved_rate).abs() < 1e-6);
             // Round trip through JSON keeps the histogram.
             let back: RunResult = serde_json::from_str(&serde_json::to_string(&merged).unwrap()).unwrap();
-            prop_assert_eq!(back.latency_histogram().unwrap(), whole.latency_histogram().unwrap());
+            prop_assert_eq!(back.latency_histogram(), whole.latency_histogram());
         }
     }
 }

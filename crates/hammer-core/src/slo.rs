@@ -1,10 +1,12 @@
 //! Defines SLO expressions such as `p99<60ms,error-rate<0.1%` and their
-//! verdict on a [`RunResult`].
+//! verdict on a latency histogram and an error rate (a run's, a step's).
 
 use serde::{Deserialize, Serialize};
 
 use crate::plan::parse_duration;
-use crate::result::{quantile_ms, ResultError, RunResult};
+use hdrhistogram::Histogram;
+
+use crate::histogram::{quantile_ms, Percentiles};
 
 /// Why an SLO expression could not be parsed.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -34,10 +36,32 @@ struct Check {
     limit: f64,
 }
 
-/// A parsed SLO: every check must pass.
-#[derive(Debug, Clone, PartialEq)]
+/// A parsed SLO: every check must pass. It keeps the text it was parsed
+/// from, which is what it serializes as.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
 pub struct Slo {
+    text: String,
     checks: Vec<Check>,
+}
+
+impl std::fmt::Display for Slo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl From<Slo> for String {
+    fn from(slo: Slo) -> String {
+        slo.text
+    }
+}
+
+impl TryFrom<String> for Slo {
+    type Error = SloError;
+    fn try_from(text: String) -> Result<Slo, SloError> {
+        Slo::parse(&text)
+    }
 }
 
 /// The verdict of one check.
@@ -69,7 +93,10 @@ impl Slo {
             .split(',')
             .map(|part| parse_check(part.trim()))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Slo { checks })
+        Ok(Slo {
+            text: text.to_string(),
+            checks,
+        })
     }
 
     /// The latency limit of the first quantile check, e.g. 60 ms for
@@ -81,18 +108,19 @@ impl Slo {
         })
     }
 
-    /// Judges a run.
-    pub fn evaluate(&self, run: &RunResult) -> Result<SloReport, ResultError> {
-        let latency = run.latency_histogram()?;
+    /// Judges what a run measured: its latency histogram (µs) and the
+    /// fraction of its requests that failed.
+    pub fn evaluate(&self, latency: &Histogram<u64>, error_rate: f64) -> SloReport {
+        let summary = Percentiles::of(latency);
         let checks: Vec<CheckResult> = self
             .checks
             .iter()
             .map(|c| {
                 let actual = match c.metric {
-                    Metric::Quantile(q) => quantile_ms(&latency, q),
-                    Metric::Mean => run.latency_ms.mean,
-                    Metric::Max => run.latency_ms.max,
-                    Metric::ErrorRate => run.error_rate(),
+                    Metric::Quantile(q) => quantile_ms(latency, q),
+                    Metric::Mean => summary.mean,
+                    Metric::Max => summary.max,
+                    Metric::ErrorRate => error_rate,
                 };
                 CheckResult {
                     check: c.text.clone(),
@@ -102,10 +130,10 @@ impl Slo {
                 }
             })
             .collect();
-        Ok(SloReport {
+        SloReport {
             passed: checks.iter().all(|c| c.passed),
             checks,
-        })
+        }
     }
 }
 
@@ -161,6 +189,7 @@ fn parse_check(text: &str) -> Result<Check, SloError> {
 mod tests {
     use super::*;
     use crate::recorder::Recorder;
+    use crate::result::{Pacing, RunResult};
     use proptest::prelude::*;
     use std::time::Duration;
 
@@ -178,10 +207,10 @@ mod tests {
             let mut r = Recorder::new();
             r.record_send(Duration::ZERO, 10);
             r.record_response(200, Duration::from_millis(5), Duration::from_millis(5), 10);
-            let run = RunResult::from_recorder(&r, Some(10.0), Duration::from_secs(1));
+            let run = RunResult::from_recorder(&r, Pacing::Open { rate: 10.0 }, Duration::from_secs(1));
             for text in [any_text.as_str(), shaped.as_str()] {
                 if let Ok(slo) = Slo::parse(text) {
-                    let _ = slo.evaluate(&run);
+                    let _ = slo.evaluate(run.latency_histogram(), run.error_rate());
                 }
             }
         }
@@ -225,11 +254,11 @@ mod tests {
                 1,
             );
         }
-        let run = RunResult::from_recorder(&r, Some(100.0), Duration::from_secs(1));
+        let run =
+            RunResult::from_recorder(&r, Pacing::Open { rate: 100.0 }, Duration::from_secs(1));
         let verdict = Slo::parse("p99<60ms,error-rate<2%")
             .unwrap()
-            .evaluate(&run)
-            .unwrap();
+            .evaluate(run.latency_histogram(), run.error_rate());
         assert!(!verdict.passed);
         assert!(!verdict.checks[0].passed);
         assert!((verdict.checks[0].actual - 99.0).abs() < 0.1);

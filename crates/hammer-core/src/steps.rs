@@ -47,6 +47,7 @@ pub fn usl_point(result: &RunResult) -> Option<(f64, f64)> {
 mod tests {
     use super::*;
     use crate::recorder::Recorder;
+    use crate::result::Pacing;
 
     #[test]
     fn rates_are_rounded_to_three_figures() {
@@ -82,11 +83,13 @@ mod tests {
                 100,
             );
         }
-        let result = RunResult::from_recorder(&r, Some(100.0), Duration::from_secs(2));
+        let result =
+            RunResult::from_recorder(&r, Pacing::Open { rate: 100.0 }, Duration::from_secs(2));
         let (n, x) = usl_point(&result).unwrap();
         assert_eq!(x, 100.0);
         assert!((n - 5.0).abs() < 0.1, "{n}");
-        let empty = RunResult::from_recorder(&Recorder::new(), None, Duration::from_secs(2));
+        let empty =
+            RunResult::from_recorder(&Recorder::new(), Pacing::Closed, Duration::from_secs(2));
         assert_eq!(usl_point(&empty), None);
     }
 }

@@ -9,7 +9,7 @@ use std::io::Write as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use base64::Engine as _;
-use hammer_core::result::decode_histogram;
+use hammer_core::histogram::decode_histogram;
 
 struct Largest;
 
@@ -104,7 +104,7 @@ fn histograms_within_the_bounds_decode() {
     for v in [1, 10, 100] {
         h.record(v).unwrap();
     }
-    let ours = hammer_core::result::encode_histogram(&h);
+    let ours = hammer_core::histogram::encode_histogram(&h);
     assert_eq!(decode_histogram(&ours, "h").unwrap().len(), 3);
     let mut plain = Vec::new();
     V2Serializer::new().serialize(&h, &mut plain).unwrap();

@@ -17,7 +17,8 @@ use hammer_core::recorder::ErrorKind;
 use mio::net::TcpStream;
 use rustls::ClientConnection;
 
-use super::h2::{Ended, H2};
+use super::exchange::{Ended, InFlight};
+use super::h2::H2;
 use super::tls::Tls;
 
 use super::request::Prepared;
@@ -34,21 +35,6 @@ pub enum Step {
     Fail(ErrorKind),
     /// An idle connection was closed by the peer (or sent junk): close it.
     Drop,
-}
-
-/// The request a busy connection is carrying.
-#[derive(Debug, Clone, Copy)]
-pub struct InFlight {
-    /// Index of the prepared request.
-    pub req: usize,
-    /// When the pacer wanted it sent.
-    pub intended: Instant,
-    /// When the worker started it.
-    pub sent: Instant,
-    /// Bytes of the request written so far.
-    pub written: usize,
-    /// Response bytes received so far.
-    pub bytes_in: u64,
 }
 
 /// Set-up times of a connection not yet recorded.

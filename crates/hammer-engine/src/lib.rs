@@ -1,13 +1,24 @@
-//! The load engine of hammer: worker threads that send HTTP/1.1 requests on
-//! a schedule and measure them, with no async runtime.
+//! The load engine of hammer: worker threads that send HTTP/1.1 and HTTP/2
+//! requests (over TCP or TLS) on a schedule and measure them, with no async
+//! runtime. It sits on `hammer-core` (pacing, recording, the result model);
+//! `hammer-lab` and the `hammer` CLI sit above it.
 //!
 //! [`Run::start`] splits the plan and the connection cap across workers
 //! (one poll loop per thread, generic over the pacer), hands out merged
-//! interval measurements while they run ([`Run::take_interval`]), and joins
-//! them into one [`Outcome`]. Requests are prepared once ([`request`]);
-//! the hot path copies bytes and parses response heads ([`response`]).
-//! Pacing, recording and the result model are `hammer_core`'s; reports and
-//! the CLI live in `hammer-lab` and `hammer`.
+//! interval measurements while they run ([`Run::intervals`],
+//! [`Run::watch`]), and joins them into one [`Outcome`], whose
+//! [`Outcome::result`] is the run's result. The run is the one place that
+//! knows its plan: its window, its target rate and the rate due at any
+//! moment ([`Config::window`], [`Run::pacing`], [`Run::due_rate`]).
+//! Requests are prepared once ([`request`]); the hot path copies bytes and
+//! parses response heads ([`response`]).
+//!
+//! Floors inside: [`response`], [`request`], [`tls`], `exchange` (a
+//! request in flight, how it ended) at the bottom; `h2` (frames, HPACK,
+//! the connection state machine, the h2c probe) and `conn` (one
+//! connection's I/O) above them; `table`, `tally`, `pool`, `holds` and
+//! `timer` beside; `worker` (the poll loop) on top of those; this file
+//! over all.
 //!
 //! ```no_run
 //! use std::sync::{atomic::AtomicBool, Arc};
@@ -47,16 +58,20 @@
 //! };
 //! let outcome = Run::start(config, Arc::new(AtomicBool::new(false))).unwrap().join().unwrap();
 //! println!("{} requests, {} connections", outcome.recorder.completed(), outcome.connections.opened);
+//! println!("p99 {} ms", outcome.result().latency_ms.p99);
 //! ```
 
 mod conn;
+mod exchange;
 mod h2;
-pub use h2::probe_h2c;
+pub use h2::{probe_h2c, ProbeError};
 mod holds;
-pub mod limits;
+pub mod nofile;
 mod pool;
 pub mod request;
 pub mod response;
+mod table;
+mod tally;
 mod timer;
 pub mod tls;
 mod worker;
@@ -68,13 +83,40 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use hammer_core::pacer::{Arrivals, Even, Limit, Limited, Pacer, Poisson, Share, Unpaced};
-use hammer_core::plan::RatePlan;
+use hammer_core::plan::{PlanError, RatePlan};
 use hammer_core::recorder::Recorder;
-use hammer_core::result::Connections;
+use hammer_core::result::{Connections, Pacing, RunResult};
 
 use request::Prepared;
+use tally::Shared;
 use tls::Tls;
-use worker::{Shared, WorkerConfig, WorkerReport};
+use worker::{WorkerConfig, WorkerReport};
+
+/// Why a run could not start or finish.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// A rate plan that cannot be run.
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    /// A worker thread could not be started.
+    #[error("starting a worker thread: {0}")]
+    Spawn(#[source] std::io::Error),
+    /// A worker's poll loop failed.
+    #[error("worker {worker}: {source}")]
+    Worker {
+        /// Which worker, from 0.
+        worker: usize,
+        /// What failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A worker thread panicked (a bug in hammer).
+    #[error("worker {worker} panicked")]
+    WorkerPanicked {
+        /// Which worker, from 0.
+        worker: usize,
+    },
+}
 
 /// How requests are paced.
 #[derive(Debug, Clone)]
@@ -99,8 +141,9 @@ pub struct Config {
     pub requests: Vec<Prepared>,
     /// Pacing.
     pub mode: Mode,
-    /// `-n` and `-d`: the whole run's count, and how long it sends
-    /// (the warm-up included).
+    /// `-n` and `-d`: the whole run's count, and how long it sends (the
+    /// warm-up included). An open loop without a window sends for its
+    /// plan's length ([`Config::window`]).
     pub limit: Limit,
     /// An unmeasured lead: requests due before this offset are sent, on
     /// the same connections, but not recorded; the send window starts here.
@@ -124,6 +167,39 @@ pub struct Config {
     pub h2_streams: Option<usize>,
 }
 
+impl Config {
+    /// How long the run sends, the warm-up included: `-d` when given, else
+    /// an open loop's plan length (none: until `-n` or a stop).
+    pub fn window(&self) -> Option<Duration> {
+        match &self.mode {
+            Mode::Open { plan, .. } => self.limit.window.or(plan.duration()),
+            Mode::Closed => self.limit.window,
+        }
+    }
+
+    /// How this process's share of the run is paced: an open loop's
+    /// planned mean rate, divided among the shards.
+    pub fn pacing(&self) -> Pacing {
+        match &self.mode {
+            Mode::Open { plan, .. } => Pacing::Open {
+                rate: plan.mean_rate() / self.shard.stride.max(1) as f64,
+            },
+            Mode::Closed => Pacing::Closed,
+        }
+    }
+
+    /// The rate this process's share is due to send at `at` from the
+    /// plan's start (warm-up included); none for a closed loop.
+    pub fn due_rate(&self, at: Duration) -> Option<f64> {
+        match &self.mode {
+            Mode::Open { plan, .. } => {
+                Some(plan.rate_at(at.as_secs_f64()) / self.shard.stride.max(1) as f64)
+            }
+            Mode::Closed => None,
+        }
+    }
+}
+
 /// The measurements of a finished run.
 pub struct Outcome {
     /// Everything recorded, all workers merged.
@@ -132,6 +208,17 @@ pub struct Outcome {
     pub window: Duration,
     /// Connections opened, and the most open at once.
     pub connections: Connections,
+    /// How the run was paced.
+    pub pacing: Pacing,
+}
+
+impl Outcome {
+    /// The run's result: what was recorded, its pacing, window and
+    /// connections.
+    pub fn result(&self) -> RunResult {
+        RunResult::from_recorder(&self.recorder, self.pacing, self.window)
+            .with_connections(self.connections)
+    }
 }
 
 /// What the workers measured over one interval of a run.
@@ -215,7 +302,8 @@ pub struct Run {
     stop: Arc<AtomicBool>,
     shared: Arc<Vec<Shared>>,
     handles: Vec<JoinHandle<std::io::Result<WorkerReport>>>,
-    closed: bool,
+    /// Its configuration less the requests (the workers hold those).
+    config: Config,
 }
 
 /// Open loop: how long past its window a worker may still send requests
@@ -229,8 +317,9 @@ const LEAD_IN: Duration = Duration::from_millis(5);
 impl Run {
     /// Starts the workers. Setting `stop` ends sending; in-flight requests
     /// get a short grace period.
-    pub fn start(mut cfg: Config, stop: Arc<AtomicBool>) -> std::io::Result<Run> {
+    pub fn start(mut cfg: Config, stop: Arc<AtomicBool>) -> Result<Run, EngineError> {
         let closed = matches!(cfg.mode, Mode::Closed);
+        let window = cfg.window();
         // Every worker needs a connection of its own: never more workers
         // than connections, so `-c` caps the total in either mode.
         let workers = cfg.workers.min(cfg.connections).max(1);
@@ -254,15 +343,17 @@ impl Run {
                 // The pacer ends an open loop at the window; past it, requests
                 // already due may still go out for a moment (they wait for a
                 // connection the target holds), rather than vanish.
-                deadline: cfg
-                    .limit
-                    .window
+                deadline: window
                     .map(|d| start + d + if closed { Duration::ZERO } else { LATE_GRACE }),
                 start,
                 measure_from: (!cfg.warmup.is_zero()).then(|| start + cfg.warmup),
                 first_request: i % requests.len(),
             };
-            let (mode, limit) = (cfg.mode.clone(), cfg.limit);
+            let mode = cfg.mode.clone();
+            let limit = Limit {
+                window,
+                ..cfg.limit
+            };
             let (shared, stop) = (shared.clone(), stop.clone());
             let handle = std::thread::Builder::new()
                 .name(format!("hammer-worker-{i}"))
@@ -285,7 +376,8 @@ impl Run {
                             arrivals: Arrivals::Poisson { seed },
                         } => work.run(Poisson::new(plan, share, seed)),
                     }
-                })?;
+                })
+                .map_err(EngineError::Spawn)?;
             handles.push(handle);
         }
         Ok(Run {
@@ -294,8 +386,32 @@ impl Run {
             stop,
             shared,
             handles,
-            closed,
+            config: cfg,
         })
+    }
+
+    /// How this run is paced (an open loop's target rate).
+    pub fn pacing(&self) -> Pacing {
+        self.config.pacing()
+    }
+
+    /// The rate due at `at` from the start of the measured part (this
+    /// process's share; none for a closed loop).
+    pub fn due_rate(&self, at: Duration) -> Option<f64> {
+        self.config.due_rate(self.warmup + at)
+    }
+
+    /// Hands `each` every interval (`every` apart, as [`Run::intervals`])
+    /// with the run, for its gauges and due rate; then joins.
+    pub fn watch(
+        self,
+        every: Duration,
+        mut each: impl FnMut(&Run, Interval),
+    ) -> Result<Outcome, EngineError> {
+        for interval in self.intervals(every) {
+            each(&self, interval);
+        }
+        self.join()
     }
 
     /// When offset zero of the plan is.
@@ -352,14 +468,15 @@ impl Run {
     }
 
     /// Waits for the workers and merges what they measured.
-    pub fn join(self) -> std::io::Result<Outcome> {
+    pub fn join(self) -> Result<Outcome, EngineError> {
         let mut recorder = Recorder::new();
         let (mut last_done, mut send_stop) = (self.start, None::<Instant>);
         let (mut opened, mut peak_open) = (0, 0);
-        for h in self.handles {
+        for (worker, h) in self.handles.into_iter().enumerate() {
             let report = h
                 .join()
-                .map_err(|_| std::io::Error::other("a worker thread panicked"))??;
+                .map_err(|_| EngineError::WorkerPanicked { worker })?
+                .map_err(|source| EngineError::Worker { worker, source })?;
             recorder.add(&report.recorder);
             last_done = last_done.max(report.last_done);
             // Each worker's window closes where its first unsent arrival was
@@ -369,13 +486,14 @@ impl Run {
             peak_open += report.peak_open;
         }
         let end = match send_stop {
-            Some(t) if !self.closed => t,
+            Some(t) if !matches!(self.config.mode, Mode::Closed) => t,
             _ => last_done,
         };
         Ok(Outcome {
             recorder,
             window: end.saturating_duration_since(self.start + self.warmup),
             connections: Connections { opened, peak_open },
+            pacing: self.config.pacing(),
         })
     }
 }

@@ -4,7 +4,7 @@
 //! turns a bad certificate into one line before the run.
 //!
 //! rustls does the protocol without I/O of its own, so the worker's poll
-//! loop drives it like a plain socket ([`crate::conn`]). The crypto is
+//! loop drives it like a plain socket (the `conn` module). The crypto is
 //! *ring*'s: the same assembly for AES-GCM and ChaCha20 as aws-lc-rs, a
 //! fraction of the build (no C++ toolchain, no cmake). Roots come from the
 //! system store (rustls-native-certs), as curl's do: a team's private CA

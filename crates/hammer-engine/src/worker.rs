@@ -18,26 +18,26 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hammer_core::pacer::{Limited, Next, Pacer};
 use hammer_core::recorder::{ErrorKind, Recorder};
-use mio::{Events, Interest, Poll, Token};
-use slab::Slab;
+use mio::{Events, Poll, Token};
 
-use super::conn::{connect_error, Conn, InFlight, Step};
-use super::h2::Ended;
+use super::conn::{connect_error, Conn, Step};
+use super::exchange::{Ended, InFlight};
 use super::holds::Holds;
 use super::pool::Pool;
 use super::request::Prepared;
+use super::table::Table;
+use super::tally::{Shared, Tally, FLUSH_EVERY};
 use super::timer::PreciseTimer;
 use super::tls::Tls;
 
 const TIMER: Token = Token(usize::MAX);
 /// How often the worker hands its interval measurements to the main thread.
-const FLUSH_EVERY: Duration = Duration::from_millis(100);
 /// How long in-flight requests may still finish after Ctrl-C.
 const GRACE: Duration = Duration::from_secs(1);
 /// Most requests started in one turn, so stop checks are never starved.
@@ -72,32 +72,6 @@ pub struct WorkerConfig {
     pub first_request: usize,
 }
 
-/// What a worker hands over while it runs, every [`FLUSH_EVERY`]: its
-/// measurements since the last hand-over, and its gauges as they were then.
-#[derive(Default)]
-pub struct Shared {
-    /// Measurements not yet taken by [`crate::Run::take_interval`].
-    pub recorder: Mutex<Recorder>,
-    open: AtomicU64,
-    in_flight: AtomicU64,
-    opened: AtomicU64,
-}
-
-impl Shared {
-    fn publish(&self, open: u64, in_flight: u64, opened: u64) {
-        self.open.store(open, Ordering::Relaxed);
-        self.in_flight.store(in_flight, Ordering::Relaxed);
-        self.opened.store(opened, Ordering::Relaxed);
-    }
-
-    /// Adds this worker's gauges to `to`.
-    pub fn add_gauges(&self, to: &mut crate::Gauges) {
-        to.open += self.open.load(Ordering::Relaxed);
-        to.in_flight += self.in_flight.load(Ordering::Relaxed);
-        to.opened += self.opened.load(Ordering::Relaxed);
-    }
-}
-
 /// What a worker measured.
 pub struct WorkerReport {
     /// Everything recorded.
@@ -116,24 +90,13 @@ struct Worker<P> {
     cfg: WorkerConfig,
     pacer: Limited<P>,
     poll: Poll,
-    conns: Slab<Conn>,
-    /// Idle connections as (slot, generation); stale entries are skipped.
-    idle: Vec<(usize, u64)>,
+    conns: Table,
     busy: usize,
-    next_generation: u64,
     next_request: usize,
-    interval: Recorder,
-    total: Recorder,
-    /// What the warm-up measured, thrown away at each flush.
-    warmup: Recorder,
+    tally: Tally,
     timer: PreciseTimer,
     scratch: Box<[u8]>,
     expired: Vec<usize>,
-    /// HTTP/2 connections with frames queued by this turn's requests: they
-    /// go out together, one write per connection, after the turn.
-    unflushed: Vec<(usize, u64)>,
-    opened: u64,
-    peak_open: usize,
     /// Open loop with keep-alive: the pool is sized (see the module doc).
     paced_growth: bool,
     /// Open loop: how many connections the pool may hold.
@@ -156,25 +119,19 @@ pub fn run<P: Pacer>(
     let poll = Poll::new()?;
     let paced_growth = cfg.keepalive && pacer.next() != Next::Now;
     let timer = PreciseTimer::new(poll.registry(), TIMER)?;
+    let tally = Tally::new(cfg.measure_from);
     let mut w = Worker {
         next_request: cfg.first_request,
         last_done: cfg.start,
         cfg,
         pacer,
         poll,
-        conns: Slab::new(),
-        idle: Vec::new(),
+        conns: Table::default(),
         busy: 0,
-        next_generation: 0,
-        interval: Recorder::new(),
-        total: Recorder::new(),
-        warmup: Recorder::new(),
+        tally,
         timer,
         scratch: vec![0; SCRATCH].into_boxed_slice(),
         expired: Vec::new(),
-        unflushed: Vec::new(),
-        opened: 0,
-        peak_open: 0,
         paced_growth,
         pool: Pool::new(Instant::now()),
         blocked: false,
@@ -182,13 +139,13 @@ pub fn run<P: Pacer>(
     };
     let send_stop = w.run_loop(shared, stop)?;
     // Its connections close as it returns.
-    shared.publish(0, 0, w.opened);
+    shared.publish(0, 0, w.conns.opened);
     Ok(WorkerReport {
-        recorder: w.total,
         send_stop,
         last_done: w.last_done,
-        opened: w.opened,
-        peak_open: w.peak_open as u64,
+        opened: w.conns.opened,
+        peak_open: w.conns.peak_open as u64,
+        recorder: w.tally.into_total(),
     })
 }
 
@@ -294,14 +251,14 @@ impl<P: Pacer> Worker<P> {
                 }
                 Next::At(t) => self.cfg.start + t,
             };
-            let slot = match self.pop_idle() {
+            let slot = match self.conns.pop_idle() {
                 Some(slot) => slot,
                 None if self.may_open() => match self.open(now) {
                     Ok(slot) => slot,
                     Err(kind) => {
                         self.pacer.take();
                         let lag = self.holds.own_lag(intended, now);
-                        let recorder = self.recorder(intended);
+                        let recorder = self.tally.at(intended);
                         recorder.record_send(lag, 0);
                         recorder.record_error(kind, None);
                         continue;
@@ -323,7 +280,7 @@ impl<P: Pacer> Worker<P> {
                     }
                     self.pacer.take();
                     let lag = self.holds.own_lag(intended, now);
-                    self.recorder(intended).record_expired(now - intended, lag);
+                    self.tally.at(intended).record_expired(now - intended, lag);
                     continue;
                 }
             };
@@ -362,7 +319,7 @@ impl<P: Pacer> Worker<P> {
     /// Whether a request could go out now: a connection is idle (or may
     /// be: stale entries are skipped later) or another may be opened.
     fn can_send(&self) -> bool {
-        !self.idle.is_empty() || self.may_open()
+        self.conns.any_idle() || self.may_open()
     }
 
     /// Whether the policy (module doc) allows another connection now.
@@ -371,64 +328,12 @@ impl<P: Pacer> Worker<P> {
         open < self.cfg.max_conns && (!self.paced_growth || self.pool.allows(open))
     }
 
-    /// A connection that can take a request now. An HTTP/2 connection stays
-    /// listed while it has a free stream after this one.
-    fn pop_idle(&mut self) -> Option<usize> {
-        while let Some(&(slot, generation)) = self.idle.last() {
-            match self.conns.get_mut(slot) {
-                Some(c) if c.generation == generation => {
-                    let free = c.free();
-                    if free <= 1 {
-                        self.idle.pop();
-                        c.listed = false;
-                    }
-                    if free > 0 {
-                        return Some(slot);
-                    }
-                }
-                _ => {
-                    self.idle.pop();
-                }
-            }
-        }
-        None
-    }
-
-    /// Lists a connection as able to take a request, if it is and is not yet.
-    fn list(&mut self, slot: usize) {
-        if let Some(c) = self.conns.get_mut(slot) {
-            if !c.listed && c.free() > 0 {
-                c.listed = true;
-                self.idle.push((slot, c.generation));
-            }
-        }
-    }
-
     fn open(&mut self, now: Instant) -> Result<usize, ErrorKind> {
-        let generation = self.next_generation;
-        self.next_generation += 1;
-        let mut conn = Conn::connect(
-            self.cfg.addr,
-            self.cfg.tls.as_ref(),
-            self.cfg.h2_streams,
-            generation,
-            now,
-        )
-        .map_err(|e| connect_error(&e))?;
-        let entry = self.conns.vacant_entry();
-        self.poll
-            .registry()
-            .register(
-                &mut conn.stream,
-                Token(entry.key()),
-                Interest::READABLE | Interest::WRITABLE,
-            )
-            .map_err(|_| ErrorKind::Connect)?;
-        self.opened += 1;
-        let slot = entry.key();
-        entry.insert(conn);
-        self.peak_open = self.peak_open.max(self.conns.len());
-        Ok(slot)
+        let cfg = &self.cfg;
+        self.conns.open(self.poll.registry(), |generation| {
+            Conn::connect(cfg.addr, cfg.tls.as_ref(), cfg.h2_streams, generation, now)
+                .map_err(|e| connect_error(&e))
+        })
     }
 
     fn start_request(&mut self, slot: usize, intended: Instant, sent: Instant) {
@@ -443,8 +348,7 @@ impl<P: Pacer> Worker<P> {
             None => prepared.bytes.len(),
         };
         let lag = self.holds.own_lag(intended, sent);
-        self.recorder(intended).record_send(lag, len as u64);
-        let conn = &mut self.conns[slot];
+        self.tally.at(intended).record_send(lag, len as u64);
         let flight = InFlight {
             req,
             intended,
@@ -452,14 +356,12 @@ impl<P: Pacer> Worker<P> {
             written: 0,
             bytes_in: 0,
         };
+        let conn = &mut self.conns[slot];
         conn.start(flight, &self.cfg.requests);
         if self.cfg.h2_streams.is_some() {
-            if !conn.unflushed && conn.connecting_since.is_none() {
-                conn.unflushed = true;
-                self.unflushed.push((slot, conn.generation));
-            }
+            self.conns.queue_flush(slot);
             // It may still have a free stream for the next due request.
-            self.list(slot);
+            self.conns.list(slot);
         } else if conn.connecting_since.is_none() {
             let step = conn.write(&self.cfg.requests);
             self.settle(slot, step);
@@ -468,20 +370,15 @@ impl<P: Pacer> Worker<P> {
 
     /// Writes the frames this turn's requests queued, a write per connection.
     fn flush_h2(&mut self) {
-        let mut unflushed = std::mem::take(&mut self.unflushed);
+        let unflushed = self.conns.take_unflushed();
         for &(slot, generation) in &unflushed {
-            if let Some(conn) = self
-                .conns
-                .get_mut(slot)
-                .filter(|c| c.generation == generation)
-            {
+            if let Some(conn) = self.conns.current(slot, generation) {
                 conn.unflushed = false;
                 let step = conn.write(&self.cfg.requests);
                 self.settle(slot, step);
             }
         }
-        unflushed.clear();
-        self.unflushed = unflushed;
+        self.conns.flushed(unflushed);
     }
 
     fn on_event(&mut self, slot: usize, readable: bool, writable: bool) {
@@ -515,18 +412,14 @@ impl<P: Pacer> Worker<P> {
 
     /// Records a connection's connect and handshake times once known.
     fn record_setup(&mut self, slot: usize, generation: u64) {
-        let Some(conn) = self
-            .conns
-            .get_mut(slot)
-            .filter(|c| c.generation == generation)
-        else {
+        let Some(conn) = self.conns.current(slot, generation) else {
             return;
         };
         let setup = std::mem::take(&mut conn.setup);
         if setup.connect.is_none() && setup.handshake.is_none() && setup.settings.is_none() {
             return;
         }
-        let recorder = self.recorder(Instant::now());
+        let recorder = self.tally.at(Instant::now());
         if let Some(d) = setup.connect {
             recorder.record_connect(d);
         }
@@ -567,7 +460,7 @@ impl<P: Pacer> Worker<P> {
         self.busy -= 1;
         self.last_done = now;
         self.pool.answered(now.saturating_duration_since(f.sent));
-        self.recorder(f.intended).record_response(
+        self.tally.at(f.intended).record_response(
             status,
             now.saturating_duration_since(f.intended),
             now.saturating_duration_since(f.sent),
@@ -584,7 +477,7 @@ impl<P: Pacer> Worker<P> {
                 now.saturating_duration_since(f.sent),
             )
         });
-        self.recorder(f.intended).record_error(kind, timings);
+        self.tally.at(f.intended).record_error(kind, timings);
     }
 
     /// Records what a step finished and decides the connection's fate.
@@ -600,7 +493,7 @@ impl<P: Pacer> Worker<P> {
                 // HTTP/2 after GOAWAY, its last request done.
                 Some(c) if c.spent() => false,
                 _ => {
-                    self.list(slot);
+                    self.conns.list(slot);
                     return;
                 }
             },
@@ -637,26 +530,13 @@ impl<P: Pacer> Worker<P> {
             }
         };
         if keep {
-            self.list(slot);
+            self.conns.list(slot);
         } else {
             if !self.conns[slot].answered && self.paced_growth {
                 // Turned away: the target is at its limit of connections.
                 self.pool.turned_away(Instant::now(), self.conns.len());
             }
-            let generation = self.conns[slot].generation;
-            self.idle.retain(|&(s, g)| (s, g) != (slot, generation));
-            // Closing the socket also removes it from the poll: no deregister call.
             self.conns.remove(slot);
-        }
-    }
-
-    /// Where a request due at `intended` is recorded: the interval, or the
-    /// discarded warm-up before `measure_from`.
-    fn recorder(&mut self, intended: Instant) -> &mut Recorder {
-        if self.cfg.measure_from.is_some_and(|t| intended < t) {
-            &mut self.warmup
-        } else {
-            &mut self.interval
         }
     }
 
@@ -702,14 +582,7 @@ impl<P: Pacer> Worker<P> {
     }
 
     fn flush(&mut self, shared: &Shared) {
-        self.warmup.clear();
-        self.total.add(&self.interval);
-        shared.publish(self.conns.len() as u64, self.busy as u64, self.opened);
-        shared
-            .recorder
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .add(&self.interval);
-        self.interval.clear();
+        self.tally.hand_over(shared);
+        shared.publish(self.conns.len() as u64, self.busy as u64, self.conns.opened);
     }
 }

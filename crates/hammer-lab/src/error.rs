@@ -15,7 +15,7 @@ pub enum LabError {
         rate: f64,
         /// What the engine said.
         #[source]
-        source: std::io::Error,
+        source: hammer_engine::EngineError,
     },
     /// The engine could not run a point of the closed-loop sweep.
     #[error("running the closed loop of {connections} connections")]
@@ -24,7 +24,7 @@ pub enum LabError {
         connections: usize,
         /// What the engine said.
         #[source]
-        source: std::io::Error,
+        source: hammer_engine::EngineError,
     },
     /// A report file could not be written.
     #[error("writing {}", path.display())]

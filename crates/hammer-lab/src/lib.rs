@@ -3,21 +3,24 @@
 //! breaks, bisection to the capacity ([`hammer_core::capacity::Search`]),
 //! a CPU profile and trace from the diagnostics listener at the knee, a
 //! USL fit and an N+1 plan. [`Lab`] runs it on anything that is a
-//! [`Target`] (the engine over HTTP: [`step::Load`]) with, when there is
-//! one, its [`Diagnostics`] ([`diag::HttpDiagnostics`]). The result is a
-//! [`LabReport`], written as `report.json` and rendered by [`html`] and
-//! [`summary`]. Starting the targets and the terminal display are the
+//! [`Target`] (the engine over HTTP: [`load::Load`]) with, when there is
+//! one, its [`Diagnostics`] ([`diag_client::HttpDiagnostics`]). The result
+//! is a [`LabReport`], written as `report.json` and rendered by [`html`]
+//! and [`summary`]. Starting the targets and the terminal display are the
 //! CLI's job; so is the text report of one run ([`text`]), which `hammer
 //! attack` and `hammer report` print.
+//!
+//! It sits on `hammer-engine` (the runs) and `hammer-core` (the maths and
+//! the result model); the `hammer` CLI sits above it.
 
-pub mod diag;
+pub mod diag_client;
 mod error;
 pub mod format;
 pub mod html;
+pub mod load;
 mod method;
 pub mod profile;
 pub mod server;
-pub mod step;
 pub mod summary;
 pub mod sweep;
 pub mod text;
@@ -27,17 +30,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hammer_core::capacity::{Capacity, Judgement, Stop, Usl};
-pub use hammer_core::diagnostics::TopFunction;
+pub use hammer_core::readings::TopFunction;
 use hammer_core::result::{Kind, RunResult};
 use hammer_core::slo::Slo;
+use hammer_engine::EngineError;
 use serde::{Deserialize, Serialize};
 
 pub use error::LabError;
+use load::Tick;
 pub use method::Lab;
-use step::Tick;
 
 /// What the method measures: something that takes requests at a constant
-/// rate. [`step::Load`] is the engine over HTTP; tests use a model.
+/// rate. [`load::Load`] is the engine over HTTP; tests use a model.
 pub trait Target {
     /// Offers `rate` req/s for `warmup` (not measured) and then `measure`,
     /// calling `tick` after each measured second, and returns the measured
@@ -49,7 +53,7 @@ pub trait Target {
         measure: Duration,
         stop: &Arc<AtomicBool>,
         tick: &mut dyn FnMut(Tick),
-    ) -> std::io::Result<RunResult>;
+    ) -> Result<RunResult, EngineError>;
 
     /// Runs a closed loop of `connections`, each sending its next request
     /// when the last one ends, for `warmup` (not measured) and then
@@ -60,7 +64,7 @@ pub trait Target {
         warmup: Duration,
         measure: Duration,
         stop: &Arc<AtomicBool>,
-    ) -> Option<std::io::Result<RunResult>> {
+    ) -> Option<Result<RunResult, EngineError>> {
         let _ = (connections, warmup, measure, stop);
         None
     }
@@ -105,9 +109,7 @@ pub struct About {
 /// How the method runs, shared by every target of a lab.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// The SLO each step must keep, as written.
-    pub slo_text: String,
-    /// The SLO, parsed.
+    /// The SLO each step must keep (it keeps its text).
     pub slo: Slo,
     /// Error rate (fraction) above which a step fails.
     pub max_error_rate: f64,
@@ -237,8 +239,8 @@ pub struct TargetReport {
     /// The target's version from its `/info`, when it has one.
     #[serde(default)]
     pub version: Option<String>,
-    /// The SLO, as written.
-    pub slo: String,
+    /// The SLO, as written (parsed; in JSON its text).
+    pub slo: Slo,
     /// Steps in the order run.
     pub steps: Vec<StepRecord>,
     /// Highest rate that kept the SLO and the failing rate above it.

@@ -1,7 +1,7 @@
 //! Provides what the lab makes of the CPU profile taken at the knee (pprof
 //! format, from hammer-diag or Go's net/http/pprof alike): folded stacks
 //! and a flame graph (inferno). The top functions are
-//! [`hammer_core::diagnostics::top_functions`].
+//! [`hammer_core::readings::top_functions`].
 
 use std::collections::HashMap;
 use std::io::Read;

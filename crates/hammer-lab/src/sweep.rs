@@ -97,7 +97,7 @@ impl Sweep {
     }
 }
 
-/// Whether the sweep should stop after `points`: the last [`FLAT_POINTS`]
+/// Whether the sweep should stop after `points`: the last two
 /// doublings each failed to beat the best before them by 5%.
 pub fn stopped_growing(points: &[SweepPoint]) -> bool {
     if points.len() <= FLAT_POINTS {

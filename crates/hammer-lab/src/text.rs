@@ -88,10 +88,8 @@ pub fn render(run: &RunResult, title: &str) -> String {
             let _ = writeln!(out, "  {name:<11}{}", row(p));
         }
     }
-    if let Ok(h) = run.latency_histogram() {
-        let _ = writeln!(out, "\n  Latency distribution (from intended send time)");
-        out.push_str(&bar_chart(&h));
-    }
+    let _ = writeln!(out, "\n  Latency distribution (from intended send time)");
+    out.push_str(&bar_chart(run.latency_histogram()));
     if let Some(slo) = &run.slo {
         let verdict = if slo.passed { "PASSED" } else { "VIOLATED" };
         let _ = writeln!(out, "\n  SLO {verdict}");
@@ -163,6 +161,7 @@ fn bar_chart(h: &Histogram<u64>) -> String {
 mod tests {
     use super::*;
     use hammer_core::recorder::Recorder;
+    use hammer_core::result::Pacing;
     use std::time::Duration;
 
     #[test]
@@ -173,7 +172,8 @@ mod tests {
             r.record_send(Duration::ZERO, 10);
             r.record_response(if i % 100 == 0 { 503 } else { 200 }, d, d, 20);
         }
-        let run = RunResult::from_recorder(&r, Some(100.0), Duration::from_secs(10));
+        let run =
+            RunResult::from_recorder(&r, Pacing::Open { rate: 100.0 }, Duration::from_secs(10));
         let text = render(&run, "title");
         assert!(text.contains("achieved 100.0/s (target 100.0/s)"), "{text}");
         assert!(text.contains("200 ×990"));

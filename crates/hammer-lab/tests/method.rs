@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 
 use hammer_core::capacity::{Stop, Verdict};
 use hammer_core::recorder::Recorder;
-use hammer_core::result::RunResult;
+use hammer_core::result::{Pacing, RunResult};
 use hammer_core::slo::Slo;
-use hammer_lab::step::Tick;
+use hammer_engine::EngineError;
+use hammer_lab::load::Tick;
 use hammer_lab::{
     About, Diagnostics, Lab, LabError, Observer, Settings, StepRecord, Target, TargetReport,
 };
@@ -49,7 +50,7 @@ impl Target for Model {
         measure: Duration,
         stop: &Arc<AtomicBool>,
         tick: &mut dyn FnMut(Tick),
-    ) -> std::io::Result<RunResult> {
+    ) -> Result<RunResult, EngineError> {
         self.offered.lock().unwrap().push((rate, warmup, measure));
         if self.stop_at == Some(rate) {
             stop.store(true, Ordering::SeqCst);
@@ -74,7 +75,11 @@ impl Target for Model {
                 errors: 0,
             });
         }
-        Ok(RunResult::from_recorder(&recorder, Some(rate), measure))
+        Ok(RunResult::from_recorder(
+            &recorder,
+            Pacing::Open { rate },
+            measure,
+        ))
     }
 
     /// Closed loop: throughput follows the USL with λ = 100 req/s,
@@ -86,7 +91,7 @@ impl Target for Model {
         _warmup: Duration,
         measure: Duration,
         _stop: &Arc<AtomicBool>,
-    ) -> Option<std::io::Result<RunResult>> {
+    ) -> Option<Result<RunResult, EngineError>> {
         let n = connections as f64;
         let x = 100.0 * n / (1.0 + 0.05 * (n - 1.0) + 0.001 * n * (n - 1.0));
         let latency = Duration::from_secs_f64(n / x);
@@ -100,7 +105,11 @@ impl Target for Model {
                 recorder.record_response(503, Duration::ZERO, Duration::ZERO, 50);
             }
         }
-        Some(Ok(RunResult::from_recorder(&recorder, None, measure)))
+        Some(Ok(RunResult::from_recorder(
+            &recorder,
+            Pacing::Closed,
+            measure,
+        )))
     }
 }
 
@@ -216,7 +225,6 @@ fn profile(stacks: &[(&[&str], i64)]) -> Vec<u8> {
 
 fn settings() -> Settings {
     Settings {
-        slo_text: "p99 < 60ms".into(),
         slo: Slo::parse("p99 < 60ms").unwrap(),
         max_error_rate: 0.01,
         start_rate: 50.0,

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use hammer_core::recorder::{ErrorKind, Recorder};
-use hammer_core::result::{Connections, RunResult};
+use hammer_core::result::{Connections, Pacing, RunResult};
 use hammer_core::slo::Slo;
 
 /// A run with every section of the report: rates, status codes, errors,
@@ -23,13 +23,14 @@ fn sample() -> RunResult {
         ErrorKind::Timeout,
         Some((Duration::from_secs(10), Duration::from_secs(10))),
     );
-    let mut run = RunResult::from_recorder(&r, Some(200.0), Duration::from_secs(10))
-        .with_connections(Connections {
-            opened: 6,
-            peak_open: 5,
-        });
+    let mut run =
+        RunResult::from_recorder(&r, Pacing::Open { rate: 200.0 }, Duration::from_secs(10))
+            .with_connections(Connections {
+                opened: 6,
+                peak_open: 5,
+            });
     let slo = Slo::parse("p99<60ms,error-rate<0.1%").unwrap();
-    run.slo = Some(slo.evaluate(&run).unwrap());
+    run.slo = Some(run.judge(&slo));
     run
 }
 

@@ -23,7 +23,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use hammer_core::recorder::Recorder;
 use hammer_engine::{Gauges, Interval};
-use hammer_lab::step::Watcher;
+use hammer_lab::load::Watcher;
 use hdrhistogram::Histogram;
 use prometheus::proto::{
     Bucket, Counter, Gauge, Histogram as PromHistogram, LabelPair, Metric, MetricFamily, MetricType,

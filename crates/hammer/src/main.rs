@@ -1,5 +1,8 @@
 //! The `hammer` command line. Subcommands live in `cmd/`; this file only
-//! parses flags and maps the outcome to an exit code.
+//! parses flags and maps the outcome to an exit code. It sits on top of
+//! every other crate: `hammer-lab`, `hammer-engine` and `hammer-core` for
+//! the load and the method, `mandelweb` (on `hammer-diag`) for the built-in
+//! target; nothing sits above it.
 
 mod cli;
 mod cmd;

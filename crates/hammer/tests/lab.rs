@@ -83,6 +83,22 @@ fn finds_a_known_capacity_within_10_percent() {
     assert!(steps
         .iter()
         .all(|s| s["result"]["histogram"].as_str().is_some()));
+    // And the SLO's verdict on it, check by check, as `attack --slo` writes
+    // it: a step whose p99 broke the SLO is one the lab failed.
+    for s in steps {
+        let slo = &s["result"]["slo"];
+        let check = &slo["checks"][0];
+        assert_eq!(check["check"], "p99<60ms", "{slo}");
+        let p99 = s["result"]["latency_ms"]["p99"].as_f64().unwrap();
+        assert!(
+            (check["actual"].as_f64().unwrap() - p99).abs() < 1e-9,
+            "{slo}"
+        );
+        assert_eq!(check["passed"], p99 < 60.0, "{slo}");
+        if slo["passed"] == false {
+            assert_ne!(s["judgement"]["verdict"], "pass", "{s}");
+        }
+    }
     // The closed-loop sweep finds the same ceiling from the other side:
     // throughput stops growing at the service's 400 req/s.
     let sweep = &t["sweep"];

@@ -6,7 +6,6 @@ use std::io::{BufWriter, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::progress::{Goal, Progress};
@@ -14,10 +13,10 @@ use crate::live::Live;
 use anyhow::{Context, Result};
 use hammer_core::pacer::{Arrivals, Limit, Share};
 use hammer_core::plan::RatePlan;
-use hammer_core::result::{RunResult, ShardOf};
+use hammer_core::result::ShardOf;
 use hammer_core::slo::Slo;
 use hammer_core::targets::{parse_header, parse_targets, Target};
-use hammer_engine::limits;
+use hammer_engine::nofile;
 use hammer_engine::request::{parse_url, prepare, Loaded, Origin};
 use hammer_engine::tls::{Tls, TlsOptions};
 use hammer_engine::{Config, Mode, Outcome, Run};
@@ -38,15 +37,14 @@ const DEFAULT_STREAMS: usize = 100;
 struct Attack {
     config: Config,
     title: String,
-    target_rate: Option<f64>,
     goal: Goal,
     slo: Option<Slo>,
 }
 
 /// Runs `hammer attack`.
 pub fn run(args: AttackArgs) -> Result<Exit> {
-    let nofile = limits::raise_nofile();
-    let mut attack = resolve(&args, limits::max_connections(nofile))?;
+    let nofile = nofile::raise_nofile();
+    let mut attack = resolve(&args, nofile::max_connections(nofile))?;
     // Listening before the start: a shard waiting for --start-at is up.
     let live = Live::from_flag(
         args.metrics_listen.as_deref(),
@@ -64,24 +62,14 @@ pub fn run(args: AttackArgs) -> Result<Exit> {
         index: attack.config.shard.first,
         count: attack.config.shard.stride,
     });
-    let watching = Watching {
-        live,
-        plan: match &attack.config.mode {
-            Mode::Open { plan, .. } => Some((plan.clone(), attack.config.shard.stride.max(1))),
-            Mode::Closed => None,
-        },
-        warmup: attack.config.warmup,
-    };
     let run = Run::start(attack.config, stop).context("starting workers")?;
-    let outcome = watch(run, &mut progress, args.hdr_log.as_deref(), &watching)?;
+    let outcome = watch(run, &mut progress, args.hdr_log.as_deref(), live.as_deref())?;
     progress.finish();
 
-    let mut result =
-        RunResult::from_recorder(&outcome.recorder, attack.target_rate, outcome.window)
-            .with_connections(outcome.connections);
+    let mut result = outcome.result();
     result.shard = shard_of;
     if let Some(slo) = &attack.slo {
-        result.slo = Some(slo.evaluate(&result)?);
+        result.slo = Some(result.judge(slo));
     }
     let json = serde_json::to_string_pretty(&result)? + "\n";
     // The output file first: what ran is never lost to a closed stdout.
@@ -92,7 +80,7 @@ pub fn run(args: AttackArgs) -> Result<Exit> {
         Format::Text => print_stdout(&text::render(&result, &attack.title))?,
         Format::Json => print_stdout(&json)?,
     }
-    if let Some(live) = &watching.live {
+    if let Some(live) = &live {
         live.linger(args.metrics_linger, args.quiet);
     }
     Ok(if interrupted.load(Ordering::SeqCst) {
@@ -104,20 +92,13 @@ pub fn run(args: AttackArgs) -> Result<Exit> {
     })
 }
 
-/// Polls the run once a second for progress and the interval log.
-/// Who else sees the run's intervals: the live metrics, with the plan the
-/// target rate comes from (and this process's share of it).
-struct Watching {
-    live: Option<Arc<Live>>,
-    plan: Option<(RatePlan, u64)>,
-    warmup: Duration,
-}
-
+/// Follows the run once a second: progress, the live metrics (with the
+/// rate the run was due to send then) and the interval log.
 fn watch(
     run: Run,
     progress: &mut Progress,
     hdr_log: Option<&Path>,
-    watching: &Watching,
+    live: Option<&Live>,
 ) -> Result<Outcome> {
     let mut file = hdr_log
         .map(|p| {
@@ -137,27 +118,27 @@ fn watch(
         ),
         None => None,
     };
-    for interval in run.intervals(Duration::from_secs(1)) {
+    let mut log_error = None;
+    let outcome = run.watch(Duration::from_secs(1), |run, interval| {
         let (offset, len) = (interval.offset, interval.len);
         progress.update(&interval.recorder, len, offset + len);
-        if let Some(live) = &watching.live {
-            let at = (watching.warmup + offset + len).as_secs_f64();
-            let rate = watching
-                .plan
-                .as_ref()
-                .map(|(plan, stride)| plan.rate_at(at) / *stride as f64);
-            live.record(&interval, run.gauges(), rate);
+        if let Some(live) = live {
+            live.record(&interval, run.gauges(), run.due_rate(offset + len));
         }
-        if let Some(log) = &mut log {
-            log.write_histogram(interval.recorder.latency(), offset, len, None)
-                .map_err(|e| anyhow::anyhow!("writing the HdrHistogram log: {e:?}"))?;
+        if let (Some(log), None) = (&mut log, &log_error) {
+            if let Err(e) = log.write_histogram(interval.recorder.latency(), offset, len, None) {
+                log_error = Some(anyhow::anyhow!("writing the HdrHistogram log: {e:?}"));
+            }
         }
-    }
+    });
     drop(log);
+    if let Some(e) = log_error {
+        return Err(e);
+    }
     if let Some(mut f) = file {
         f.flush().context("writing the HdrHistogram log")?;
     }
-    run.join().context("running the attack")
+    outcome.context("running the attack")
 }
 
 fn resolve(args: &AttackArgs, max_conns: Option<u64>) -> Result<Attack> {
@@ -178,57 +159,47 @@ fn resolve(args: &AttackArgs, max_conns: Option<u64>) -> Result<Attack> {
         prepare(&targets, !args.disable_keepalive).map_err(|e| bad_input(e.to_string()))?;
     let tls = tls_of(args, &origin)?;
     let shard = parse_shard(args.shard.as_deref())?;
-    let (mode, plan_duration) = mode_of(args)?;
-    let open = matches!(mode, Mode::Open { .. });
-    let duration = match (&mode, args.duration, args.requests) {
-        (Mode::Open { .. }, _, _) => args.duration.filter(|_| plan_duration.is_some()),
-        (Mode::Closed, None, None) => Some(DEFAULT_DURATION),
-        (Mode::Closed, d, _) => d,
+    // The one default: a run bounded by nothing (no -d, no -n, no plan
+    // with a length of its own) sends for DEFAULT_DURATION.
+    let own_length = args.schedule.is_some() || args.ramp.is_some();
+    let duration = match (args.duration, args.requests) {
+        (None, None) if !own_length => Some(DEFAULT_DURATION),
+        (d, _) => d,
     };
+    let mode = mode_of(args, duration)?;
+    let open = matches!(mode, Mode::Open { .. });
     let connections = connections(args, open, shard, max_conns)?;
     let workers = args
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let target_rate = match &mode {
-        Mode::Open { plan, .. } => Some(plan.mean_rate() / shard.stride as f64),
-        Mode::Closed => None,
-    };
     let slo = parse_slo(args.slo.as_deref())?;
-    let total = duration.or(plan_duration);
-    let goal = match (total, args.requests) {
+    let config = Config {
+        addr: origin.addr,
+        requests,
+        mode,
+        limit: Limit {
+            requests: args.requests,
+            window: duration,
+        },
+        warmup: Duration::ZERO,
+        connections,
+        workers,
+        timeout: args.timeout,
+        connect_timeout: args.connect_timeout,
+        keepalive: !args.disable_keepalive,
+        shard,
+        tls,
+        h2_streams: args.http2.map(|_| args.streams.unwrap_or(DEFAULT_STREAMS)),
+    };
+    let goal = match (config.window(), args.requests) {
         (_, Some(n)) => Goal::Requests(shard.count_of(n)),
         (Some(d), None) => Goal::Time(d),
         (None, None) => Goal::Open,
     };
-    let title = title(
-        &targets[0].target,
-        demo,
-        &mode,
-        total,
-        args.requests,
-        connections,
-    );
+    let title = title(&targets[0].target, demo, &config, args.requests);
     Ok(Attack {
-        config: Config {
-            addr: origin.addr,
-            requests,
-            mode,
-            limit: Limit {
-                requests: args.requests,
-                window: duration,
-            },
-            warmup: Duration::ZERO,
-            connections,
-            workers,
-            timeout: args.timeout,
-            connect_timeout: args.connect_timeout,
-            keepalive: !args.disable_keepalive,
-            shard,
-            tls,
-            h2_streams: args.http2.map(|_| args.streams.unwrap_or(DEFAULT_STREAMS)),
-        },
+        config,
         title,
-        target_rate,
         goal,
         slo,
     })
@@ -286,32 +257,25 @@ fn load_targets(args: &AttackArgs) -> Result<(Vec<Loaded>, bool)> {
     Ok((vec![Loaded { target, body }], demo))
 }
 
-fn mode_of(args: &AttackArgs) -> Result<(Mode, Option<Duration>)> {
+/// The pacing the flags ask for; a constant rate lasts `duration`.
+fn mode_of(args: &AttackArgs, duration: Option<Duration>) -> Result<Mode> {
     let plan = if let Some(s) = &args.schedule {
         Some(RatePlan::parse_schedule(s))
     } else if let Some(r) = &args.ramp {
         Some(RatePlan::parse_ramp(r))
     } else {
-        args.rate.map(|r| {
-            let duration = match (args.duration, args.requests) {
-                (None, None) => Some(DEFAULT_DURATION),
-                (d, _) => d,
-            };
-            RatePlan::constant(r, duration)
-        })
+        args.rate.map(|r| RatePlan::constant(r, duration))
     };
     let Some(plan) = plan.transpose().map_err(|e| bad_input(e.to_string()))? else {
-        return Ok((Mode::Closed, None));
+        return Ok(Mode::Closed);
     };
-    let duration = plan.duration();
-    let mode = Mode::Open {
+    Ok(Mode::Open {
         plan,
         arrivals: match args.arrivals {
             ArrivalsArg::Even => Arrivals::Even,
             ArrivalsArg::Poisson => Arrivals::Poisson { seed: args.seed },
         },
-    };
-    Ok((mode, duration))
+    })
 }
 
 fn connections(args: &AttackArgs, open: bool, shard: Share, max: Option<u64>) -> Result<usize> {
@@ -458,31 +422,23 @@ fn wait_for_start(start_at: Option<f64>) -> Result<()> {
     Ok(())
 }
 
-fn title(
-    target: &Target,
-    demo: bool,
-    mode: &Mode,
-    total: Option<Duration>,
-    requests: Option<u64>,
-    connections: usize,
-) -> String {
+fn title(target: &Target, demo: bool, config: &Config, requests: Option<u64>) -> String {
     let what = if demo { " (built-in demo target)" } else { "" };
-    let bound = match (total, requests) {
+    let bound = match (config.window(), requests) {
         (Some(d), Some(n)) => format!("{n} requests or {}", humantime::format_duration(d)),
         (Some(d), None) => format!("for {}", humantime::format_duration(d)),
         (None, Some(n)) => format!("{n} requests"),
         (None, None) => "until stopped".into(),
     };
-    let how = match mode {
-        Mode::Open { plan, arrivals } => format!(
-            "open loop, {:.1} req/s mean ({}), {bound}",
-            plan.mean_rate(),
+    let how = match (&config.mode, config.pacing().target_rate()) {
+        (Mode::Open { arrivals, .. }, Some(rate)) => format!(
+            "open loop, {rate:.1} req/s mean ({}), {bound}",
             match arrivals {
                 Arrivals::Poisson { .. } => "Poisson arrivals",
                 Arrivals::Even => "evenly spaced",
             }
         ),
-        Mode::Closed => format!("closed loop, {connections} connections, {bound}"),
+        _ => format!("closed loop, {} connections, {bound}", config.connections),
     };
     format!(
         "hammer attack {} {}{what}\n  {how}",

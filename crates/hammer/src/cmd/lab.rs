@@ -15,11 +15,11 @@ use anyhow::{Context, Result};
 use hammer_core::result::Kind;
 use hammer_core::slo::Slo;
 use hammer_core::targets::{parse_header, Target};
-use hammer_engine::limits;
+use hammer_engine::nofile;
 use hammer_engine::request::{prepare, Loaded};
 use hammer_engine::tls::{Tls, TlsOptions};
-use hammer_lab::diag::{HttpDiagnostics, Trust};
-use hammer_lab::step::{Load, Tick};
+use hammer_lab::diag_client::{HttpDiagnostics, Trust};
+use hammer_lab::load::{Load, Tick};
 use hammer_lab::{html, summary, About, Lab, LabReport, Machine, Observer, StepRecord};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -34,7 +34,7 @@ pub fn run(args: LabArgs) -> Result<Exit> {
     let deadline = started + args.budget;
     let settings = settings(&args)?;
     // The connection cap every step may use, once the open-file limit is raised.
-    let connections = limits::max_connections(limits::raise_nofile())
+    let connections = nofile::max_connections(nofile::raise_nofile())
         .map_or(10_000, |m| usize::try_from(m).unwrap_or(10_000).min(10_000));
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
@@ -61,7 +61,7 @@ pub fn run(args: LabArgs) -> Result<Exit> {
         let (mut target, _service) = spec.start(&args, connections)?;
         target.load.watcher = live
             .as_ref()
-            .map(|l| l.clone() as Arc<dyn hammer_lab::step::Watcher>);
+            .map(|l| l.clone() as Arc<dyn hammer_lab::load::Watcher>);
         let diagnostics = target
             .diag
             .as_ref()
@@ -141,7 +141,6 @@ fn settings(args: &LabArgs) -> Result<hammer_lab::Settings> {
         _ => None,
     });
     Ok(hammer_lab::Settings {
-        slo_text: args.slo.clone(),
         slo,
         max_error_rate: percent(&args.max_error_rate, "--max-error-rate")?,
         start_rate,
@@ -172,7 +171,7 @@ fn rationale(args: &LabArgs, settings: &hammer_lab::Settings) -> Option<String> 
         format!(
             "Built-in target: mandelweb POST /find-by-age with the seed's no-match body {{\"age\": 300}} \
              against PostgreSQL, SLO {} as in the seed.{plan}",
-            settings.slo_text
+            settings.slo
         )
     } else {
         format!(
@@ -181,7 +180,7 @@ fn rationale(args: &LabArgs, settings: &hammer_lab::Settings) -> Option<String> 
              the seed's interactive budget, which leaves room for about 8 renders of queueing, so it \
              breaks where the CPU saturates, not on the first slow render. Expected load 1,000 req/s \
              (a busy image endpoint) makes the N+1 plan a real choice of instance count.{plan}",
-            settings.slo_text
+            settings.slo
         )
     })
 }
@@ -321,7 +320,8 @@ impl Spec {
             ..TlsOptions::default()
         };
         if args.http2 && !origin.https {
-            hammer_engine::probe_h2c(origin.addr, Duration::from_secs(3)).map_err(bad_input)?;
+            hammer_engine::probe_h2c(origin.addr, Duration::from_secs(3))
+                .map_err(|e| bad_input(e.to_string()))?;
         }
         let tls = origin
             .https
@@ -371,7 +371,8 @@ const H2_STREAMS: usize = 100;
 /// The version a hammer-diag (or Uptime-style) service reports at `/info`.
 fn info_version(origin: &str, trust: &Trust) -> Option<String> {
     let body =
-        hammer_lab::diag::get(&format!("{origin}/info"), Duration::from_secs(2), trust).ok()?;
+        hammer_lab::diag_client::get(&format!("{origin}/info"), Duration::from_secs(2), trust)
+            .ok()?;
     let info: serde_json::Value = serde_json::from_slice(&body).ok()?;
     info["version"].as_str().map(String::from)
 }
@@ -450,7 +451,7 @@ fn probe(target: &Started, args: &LabArgs, builtin_db: bool) -> Result<()> {
             watcher: None,
             ..target.load.clone()
         };
-        let r = hammer_lab::step::run_step(
+        let r = hammer_lab::load::run_step(
             &load,
             5.0,
             Duration::ZERO,

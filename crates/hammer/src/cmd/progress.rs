@@ -4,8 +4,8 @@
 use std::io::IsTerminal;
 use std::time::Duration;
 
+use hammer_core::histogram::quantile_ms;
 use hammer_core::recorder::Recorder;
-use hammer_core::result::quantile_ms;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use hammer_lab::format::fmt_ms;

@@ -2,7 +2,7 @@
 //! and print the combined report; given a `hammer lab` report.json, print
 //! the lab's summary again.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use hammer_core::result::{Kind, RunResult};
 
 use super::{bad_input, parse_slo, print_stdout, Exit};
@@ -50,7 +50,7 @@ pub fn run(args: ReportArgs) -> Result<Exit> {
     }
     let mut merged = RunResult::merge(&results).map_err(|e| bad_input(e.to_string()))?;
     if let Some(slo) = &slo {
-        merged.slo = Some(slo.evaluate(&merged).context("judging the SLO")?);
+        merged.slo = Some(merged.judge(slo));
     }
     let incomplete = !merged.missing_shards.is_empty();
     match args.format {

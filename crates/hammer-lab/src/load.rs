@@ -7,12 +7,14 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hammer_core::histogram::quantile_ms;
+use hammer_core::pacer::{Arrivals, Limit, Share};
 use hammer_core::plan::RatePlan;
-use hammer_core::result::{quantile_ms, RunResult};
+use hammer_core::result::RunResult;
 use serde::{Deserialize, Serialize};
 
 use hammer_engine::request::Prepared;
-use hammer_engine::{Config, Gauges, Interval, Mode, Run};
+use hammer_engine::{Config, EngineError, Gauges, Interval, Mode, Run};
 
 use crate::Target;
 
@@ -67,7 +69,7 @@ impl Target for Load {
         measure: Duration,
         stop: &Arc<AtomicBool>,
         tick: &mut dyn FnMut(Tick),
-    ) -> std::io::Result<RunResult> {
+    ) -> Result<RunResult, EngineError> {
         run_step(self, rate, warmup, measure, stop, tick)
     }
 
@@ -77,34 +79,20 @@ impl Target for Load {
         warmup: Duration,
         measure: Duration,
         stop: &Arc<AtomicBool>,
-    ) -> Option<std::io::Result<RunResult>> {
-        let duration = warmup + measure;
+    ) -> Option<Result<RunResult, EngineError>> {
         let config = Config {
             mode: Mode::Closed,
-            limit: hammer_core::pacer::Limit {
+            limit: Limit {
                 requests: None,
-                window: Some(duration),
+                window: Some(warmup + measure),
             },
-            warmup,
             connections,
             // One request in flight per connection over HTTP/2 too: the
             // sweep sets the concurrency.
             h2_streams: self.h2_streams.map(|_| 1),
-            ..config(self, 1.0, warmup, measure).ok()?
+            ..config(self, Mode::Closed, warmup)
         };
-        Some(Run::start(config, stop.clone()).and_then(|run| {
-            if let Some(w) = &self.watcher {
-                for interval in run.intervals(Duration::from_secs(1)) {
-                    w.interval(&interval, run.gauges(), None);
-                }
-            }
-            let outcome = run.join()?;
-            Ok(RunResult::from_recorder(
-                &outcome.recorder,
-                None,
-                outcome.window,
-            ))
-        }))
+        Some(run(self, config, stop, |_| {}))
     }
 }
 
@@ -118,57 +106,61 @@ pub fn run_step(
     measure: Duration,
     stop: &Arc<AtomicBool>,
     mut tick: impl FnMut(Tick),
-) -> std::io::Result<RunResult> {
+) -> Result<RunResult, EngineError> {
     // One run: the warm-up is its unmeasured lead, on the same connections,
-    // so the measured part starts with the pool the rate needs.
-    let run = Run::start(config(load, rate, warmup, measure)?, stop.clone())?;
-    for interval in run.intervals(Duration::from_secs(1)) {
-        if let Some(w) = &load.watcher {
-            w.interval(&interval, run.gauges(), Some(rate));
-        }
+    // so the measured part starts with the pool the rate needs. The plan
+    // states the step's length; the run's window follows from it.
+    let mode = Mode::Open {
+        plan: RatePlan::constant(rate, Some(warmup + measure))?,
+        arrivals: Arrivals::Even,
+    };
+    run(load, config(load, mode, warmup), stop, |interval| {
         let recorder = &interval.recorder;
         if recorder.completed() > 0 {
-            let t = Tick {
+            tick(Tick {
                 t_s: (interval.offset + interval.len).as_secs_f64(),
                 rate: recorder.completed() as f64 / interval.len.as_secs_f64().max(1e-3),
                 p50_ms: quantile_ms(recorder.latency(), 0.5),
                 p99_ms: quantile_ms(recorder.latency(), 0.99),
                 errors: recorder.failed(),
-            };
-            tick(t);
+            });
         }
-    }
-    let outcome = run.join()?;
-    Ok(RunResult::from_recorder(
-        &outcome.recorder,
-        Some(rate),
-        outcome.window,
-    ))
+    })
 }
 
-fn config(load: &Load, rate: f64, warmup: Duration, measure: Duration) -> std::io::Result<Config> {
-    let duration = warmup + measure;
-    let plan = RatePlan::constant(rate, Some(duration))
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
-    Ok(Config {
+/// Runs `config` to its end, showing each second to the watcher and to
+/// `each`; the run's result.
+fn run(
+    load: &Load,
+    config: Config,
+    stop: &Arc<AtomicBool>,
+    mut each: impl FnMut(&Interval),
+) -> Result<RunResult, EngineError> {
+    let outcome =
+        Run::start(config, stop.clone())?.watch(Duration::from_secs(1), |run, interval| {
+            if let Some(w) = &load.watcher {
+                w.interval(&interval, run.gauges(), run.pacing().target_rate());
+            }
+            each(&interval);
+        })?;
+    Ok(outcome.result())
+}
+
+/// The engine's configuration of a step in `mode`, `warmup` of it unmeasured.
+fn config(load: &Load, mode: Mode, warmup: Duration) -> Config {
+    Config {
         addr: load.addr,
         requests: load.requests.clone(),
-        mode: Mode::Open {
-            plan,
-            arrivals: hammer_core::pacer::Arrivals::Even,
-        },
-        limit: hammer_core::pacer::Limit {
-            requests: None,
-            window: Some(duration),
-        },
+        mode,
+        limit: Limit::default(),
         warmup,
         connections: load.connections,
         workers: load.workers,
         timeout: load.timeout,
         connect_timeout: Duration::from_secs(3),
         keepalive: true,
-        shard: hammer_core::pacer::Share::ALL,
+        shard: Share::ALL,
         tls: load.tls.clone(),
         h2_streams: load.h2_streams,
-    })
+    }
 }

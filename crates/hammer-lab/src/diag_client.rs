@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hammer_core::diagnostics::metric_value;
+use hammer_core::readings::metric_value;
 use hammer_engine::tls::{root_certificates, TlsError, TlsOptions};
 use ureq::tls::{Certificate, RootCerts, TlsConfig, TlsProvider};
 
