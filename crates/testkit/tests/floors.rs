@@ -63,11 +63,10 @@ fn code(text: &str) -> String {
         .join("\n")
 }
 
-/// The `crate::…`/`super::…` paths in `code`, with `use crate::{a, b::c}`
-/// groups spread out: (root word, the names after it).
+/// The `crate::…`/`super::…` paths in `code`, with `use crate::{a, b::{c,
+/// d}}` groups spread out at any depth: (root word, the names after it).
 fn paths(code: &str) -> Vec<(&'static str, Vec<String>)> {
     let mut out = Vec::new();
-    let ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
     for root in ["crate", "super"] {
         let needle = format!("{root}::");
         let mut at = 0;
@@ -77,36 +76,57 @@ fn paths(code: &str) -> Vec<(&'static str, Vec<String>)> {
             if start > 0 && code[..start].ends_with(ident) {
                 continue;
             }
-            let rest = &code[at..];
-            if let Some(group) = rest.strip_prefix('{') {
-                let end = group.find('}').unwrap_or(group.len());
-                for item in group[..end].split(',') {
-                    let first = item.trim().split("::").next().unwrap_or_default();
-                    if !first.is_empty() && first != "self" {
-                        out.push((root, vec![first.to_string()]));
-                    }
-                }
-                continue;
-            }
-            let mut names = Vec::new();
-            let mut tail = rest;
-            loop {
-                let len = tail.find(|c: char| !ident(c)).unwrap_or(tail.len());
-                if len == 0 {
-                    break;
-                }
-                names.push(tail[..len].to_string());
-                match tail[len..].strip_prefix("::") {
-                    Some(more) => tail = more,
-                    None => break,
-                }
-            }
-            if !names.is_empty() {
-                out.push((root, names));
-            }
+            let mut spread_out = Vec::new();
+            spread(&[], &code[at..], &mut spread_out);
+            out.extend(spread_out.into_iter().map(|names| (root, names)));
         }
     }
     out
+}
+
+fn ident(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_'
+}
+
+/// The paths `rest` names after `prefix` (`a::b`, `a::{b, c::d}`, `self`).
+fn spread(prefix: &[String], rest: &str, out: &mut Vec<Vec<String>>) {
+    let mut names = prefix.to_vec();
+    let mut tail = rest.trim_start();
+    loop {
+        if let Some(group) = tail.strip_prefix('{') {
+            let mut depth = 0usize;
+            let mut from = 0;
+            for (i, c) in group.char_indices() {
+                match c {
+                    '{' => depth += 1,
+                    ',' | '}' if depth == 0 => {
+                        spread(&names, &group[from..i], out);
+                        if c == '}' {
+                            return;
+                        }
+                        from = i + 1;
+                    }
+                    '}' => depth -= 1,
+                    _ => {}
+                }
+            }
+            return;
+        }
+        let len = tail.find(|c: char| !ident(c)).unwrap_or(tail.len());
+        if len == 0 {
+            break;
+        }
+        if &tail[..len] != "self" {
+            names.push(tail[..len].to_string());
+        }
+        match tail[len..].strip_prefix("::") {
+            Some(more) => tail = more.trim_start(),
+            None => break,
+        }
+    }
+    if !names.is_empty() {
+        out.push(names);
+    }
 }
 
 /// Which modules each module uses.
