@@ -91,6 +91,34 @@ pub struct Connections {
     pub opened: u64,
     /// The most open at once (per worker, summed: an upper bound).
     pub peak_open: u64,
+    /// The most the connection policy allowed at the end of the run, and
+    /// why no more (absent in files from before it was reported).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<PoolLimit>,
+}
+
+/// The connection policy's bound (summed over workers) and its reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolLimit {
+    /// The most connections it allowed open at once.
+    pub most: u64,
+    /// What set it.
+    pub reason: LimitReason,
+}
+
+/// What bounds the connections a run may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitReason {
+    /// `-c` (the closed loop's connections, or the open loop's cap).
+    Cap,
+    /// Open loop: enough for the requests due in a pause of the target's
+    /// up to the pause cover, at the planned rate, beyond the steady pool;
+    /// a longer stall waits in the generator rather than open more.
+    PauseCover,
+    /// The target refused, reset or closed a new connection it had not
+    /// answered on: the pool stays where it was.
+    TurnedAway,
 }
 
 /// The full result of a run, with stable field names.
@@ -341,6 +369,14 @@ impl RunResult {
             window = window.max(r.duration_s);
             connections.opened += r.connections.opened;
             connections.peak_open += r.connections.peak_open;
+            connections.limit = match (connections.limit, r.connections.limit) {
+                (None, l) | (l, None) => l,
+                (Some(a), Some(b)) => Some(PoolLimit {
+                    most: a.most + b.most,
+                    // The tighter reason wins: the target's, then the cover's.
+                    reason: a.reason.max(b.reason),
+                }),
+            };
         }
         // Shards of one run share its mode; open-loop shards' rates add.
         let pacing = match (first.mode, target) {

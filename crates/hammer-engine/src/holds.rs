@@ -1,13 +1,15 @@
 //! Provides the bookkeeping that keeps schedule lag the generator's own:
-//! time a due request was held back because the target had every
+//! time a due request was held back because the target stalled with every
 //! connection the pool policy allows busy is the target's, and counts in
 //! latency only (like a queue at the server would).
 //!
 //! A hold lasts from the first due request that found no connection (the
-//! pool below `-c`) until the worker catches up with the schedule. It is
-//! credited to the target in full when the worker spent at least half of it
-//! waiting in poll, else only the time it waited (a busy worker is behind
-//! by itself). Waits at the `-c` cap are the user's limit and are no hold.
+//! pool below `-c`) until the worker catches up with the schedule. The
+//! worker reports only the waits in poll that were the target's (it was
+//! what was slow, and the thread was running: see the worker); the hold is
+//! credited to the target in full when those make at least half of it,
+//! else only those waits (a busy worker is behind by itself). Waits at the
+//! `-c` cap are the user's limit and are no hold.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -31,7 +33,12 @@ impl Holds {
         self.current.get_or_insert((at, Duration::ZERO));
     }
 
-    /// The worker waited in poll for `waited`.
+    /// Whether a hold is under way.
+    pub fn holding(&self) -> bool {
+        self.current.is_some()
+    }
+
+    /// The worker waited in poll for `waited`, on the target.
     pub fn polled(&mut self, waited: Duration) {
         if let Some((_, polled)) = &mut self.current {
             *polled += waited;

@@ -61,6 +61,7 @@
 //! println!("p99 {} ms", outcome.result().latency_ms.p99);
 //! ```
 
+mod assignment;
 mod conn;
 mod exchange;
 mod h2;
@@ -85,12 +86,12 @@ use std::time::{Duration, Instant};
 use hammer_core::pacer::{Arrivals, Even, Limit, Limited, Pacer, Poisson, Share, Unpaced};
 use hammer_core::plan::{PlanError, RatePlan};
 use hammer_core::recorder::Recorder;
-use hammer_core::result::{Connections, Pacing, RunResult};
+use hammer_core::result::{Connections, Pacing, PoolLimit, RunResult};
 
+use assignment::{WorkerConfig, WorkerReport};
 use request::Prepared;
 use tally::Shared;
 use tls::Tls;
-use worker::{WorkerConfig, WorkerReport};
 
 /// Why a run could not start or finish.
 #[derive(Debug, thiserror::Error)]
@@ -472,6 +473,7 @@ impl Run {
         let mut recorder = Recorder::new();
         let (mut last_done, mut send_stop) = (self.start, None::<Instant>);
         let (mut opened, mut peak_open) = (0, 0);
+        let mut limit = None::<PoolLimit>;
         for (worker, h) in self.handles.into_iter().enumerate() {
             let report = h
                 .join()
@@ -484,6 +486,17 @@ impl Run {
             send_stop = Some(send_stop.map_or(report.send_stop, |t| t.min(report.send_stop)));
             opened += report.opened;
             peak_open += report.peak_open;
+            let (most, reason) = report.limit;
+            limit = Some(match limit {
+                None => PoolLimit {
+                    most: most as u64,
+                    reason,
+                },
+                Some(l) => PoolLimit {
+                    most: l.most + most as u64,
+                    reason: l.reason.max(reason),
+                },
+            });
         }
         let end = match send_stop {
             Some(t) if !matches!(self.config.mode, Mode::Closed) => t,
@@ -492,7 +505,11 @@ impl Run {
         Ok(Outcome {
             recorder,
             window: end.saturating_duration_since(self.start + self.warmup),
-            connections: Connections { opened, peak_open },
+            connections: Connections {
+                opened,
+                peak_open,
+                limit,
+            },
             pacing: self.config.pacing(),
         })
     }

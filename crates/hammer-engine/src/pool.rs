@@ -1,22 +1,30 @@
 //! Provides the open loop's connection policy: how many connections a
 //! worker's pool may hold (see `Pool::allows`); the worker opens them as
-//! due requests find none idle.
+//! due requests find none idle, and keeps them.
 //!
-//! [`FIRST_POOL`] at first; beyond its size, due requests wait in the
-//! pacer. The size grows by half, every sweep, while the pool is what holds
-//! the worker back: for two sweeps in a row, most of the time the worker
-//! waited in poll it waited with a due request and no free connection,
-//! while responses kept coming. That is the one case more connections help.
-//! A target that stalls sends no responses while the worker waits, and a
-//! worker that is behind by itself does not wait: neither grows the pool,
-//! since more connections would only add connects to a server already
-//! behind, or work to a worker already busy — the churn that feeds a storm.
-//! Nor does the pool grow past what Little's law allows ([`HEADROOM`]), nor
-//! for [`HOLD`] after the target refused, reset or closed a connection it
-//! had not answered on, or after a growth that brought no more responses
-//! (the target, not the pool, is the limit).
+//! A due request that finds every connection busy gets a new one at once,
+//! so it reaches the target at its intended time: when the target pauses
+//! (a GC pause, a lock convoy, a slow flush), the requests due in the pause
+//! wait *at the target*, where a server measuring its own residence sees
+//! them, not in the generator. The pool is bounded by what a pause of
+//! [`PAUSE_COVER`] needs at the planned rate, beyond its steady size: a
+//! longer stall waits in the generator (credited to the target, which is
+//! what is slow; see `Holds`), so a target that stalls for seconds gets a
+//! bounded number of connections, each opened once, not one per request.
+//! Connections are kept, so the next pause finds them ready.
+//!
+//! The steady size starts at [`FIRST_POOL`] and grows by half, every sweep,
+//! while the pool is what holds the worker back: for two sweeps in a row,
+//! most of the time the worker waited in poll it waited with a due request
+//! and no free connection, while responses kept coming — never past what
+//! Little's law allows ([`HEADROOM`]). Neither grows for [`HOLD`] after
+//! the target refused, reset or closed a connection it had not answered
+//! on (the pool stays where it was), nor after a growth that brought no
+//! more responses (the target, not the pool, is the limit).
 
 use std::time::{Duration, Instant};
+
+use hammer_core::result::LimitReason;
 
 /// The pool's size until it is measured.
 pub const FIRST_POOL: usize = 4;
@@ -33,6 +41,9 @@ const MIN_IDLE: f64 = 0.2;
 const HEADROOM: f64 = 8.0;
 /// How many responses the median service time is taken over.
 const RECENT: usize = 64;
+/// Beyond its steady size, the pool opens enough connections for the
+/// requests due in a pause of the target's this long, at the planned rate.
+pub const PAUSE_COVER: Duration = Duration::from_millis(100);
 /// How long the pool does not grow after the target turned a new
 /// connection away, or after a growth that brought no more responses.
 const HOLD: Duration = Duration::from_secs(1);
@@ -51,6 +62,8 @@ pub struct Pool {
     last_sized: Instant,
     /// No growth before this (see [`HOLD`]).
     hold_until: Option<Instant>,
+    /// The target turned a connection away (the pool stays where it was).
+    turned_away: bool,
     /// Responses completed this sweep, and in the one before (over its span, s).
     answers: u64,
     answers_before: u64,
@@ -75,6 +88,7 @@ impl Pool {
             was_starved: false,
             last_sized: now,
             hold_until: None,
+            turned_away: false,
             answers: 0,
             answers_before: 0,
             span_before: 0.0,
@@ -86,9 +100,54 @@ impl Pool {
         }
     }
 
-    /// Whether a pool of `open` connections may open another.
-    pub fn allows(&self, open: usize) -> bool {
-        open < self.size
+    /// Whether a pool of `open` connections may open another now.
+    pub fn allows(&self, open: usize, now: Instant) -> bool {
+        if open < self.size {
+            return true;
+        }
+        let held = self.hold_until.is_some_and(|t| now < t);
+        !held && !self.turned_away && open < self.size + self.cover()
+    }
+
+    /// The most connections it may hold, and why no more.
+    pub fn limit(&self) -> (usize, LimitReason) {
+        if self.turned_away {
+            (self.size, LimitReason::TurnedAway)
+        } else {
+            (self.size + self.cover(), LimitReason::PauseCover)
+        }
+    }
+
+    /// Connections beyond the steady size for a pause of [`PAUSE_COVER`]
+    /// at the planned rate (none until the rate is known).
+    fn cover(&self) -> usize {
+        if self.gap_s <= 0.0 {
+            return 0;
+        }
+        (PAUSE_COVER.as_secs_f64() / self.gap_s).ceil() as usize
+    }
+
+    /// How long a request may be in flight before the target counts as
+    /// slow: well past the median of recent service times.
+    pub fn overdue_after(&self) -> Duration {
+        const FLOOR: Duration = Duration::from_micros(500);
+        match self.median_service() {
+            Some(median) => median * 2 + FLOOR,
+            None => FLOOR * 2,
+        }
+    }
+
+    fn median_service(&self) -> Option<Duration> {
+        if self.recent.is_empty() {
+            return None;
+        }
+        let mut sorted = [0u32; RECENT];
+        let sorted = &mut sorted[..self.recent.len()];
+        sorted.copy_from_slice(&self.recent);
+        let mid = sorted.len() / 2;
+        Some(Duration::from_micros(u64::from(
+            *sorted.select_nth_unstable(mid).1,
+        )))
     }
 
     /// A request due at `intended` went out.
@@ -96,7 +155,11 @@ impl Pool {
         if let Some(last) = self.last_intended.replace(intended) {
             // An average over the last ~64 gaps: the plan's rate, per worker.
             let gap = intended.saturating_duration_since(last).as_secs_f64();
-            self.gap_s += (gap - self.gap_s) / 64.0;
+            if self.gap_s == 0.0 {
+                self.gap_s = gap;
+            } else {
+                self.gap_s += (gap - self.gap_s) / 64.0;
+            }
         }
     }
 
@@ -125,6 +188,7 @@ impl Pool {
     /// `open` connections.
     pub fn turned_away(&mut self, now: Instant, open: usize) {
         self.size = self.size.min(open).max(1);
+        self.turned_away = true;
         self.hold_until = Some(now + HOLD);
     }
 
@@ -159,15 +223,13 @@ impl Pool {
 
     /// The most connections Little's law allows the pool (see [`HEADROOM`]).
     fn little_bound(&self) -> usize {
-        if self.recent.is_empty() || self.gap_s <= 0.0 {
+        let Some(median) = self.median_service() else {
+            return FIRST_POOL;
+        };
+        if self.gap_s <= 0.0 {
             return FIRST_POOL;
         }
-        let mut sorted = [0u32; RECENT];
-        let sorted = &mut sorted[..self.recent.len()];
-        sorted.copy_from_slice(&self.recent);
-        let mid = sorted.len() / 2;
-        let median_s = f64::from(*sorted.select_nth_unstable(mid).1) / 1e6;
-        (HEADROOM * median_s / self.gap_s).ceil() as usize + FIRST_POOL
+        (HEADROOM * median.as_secs_f64() / self.gap_s).ceil() as usize + FIRST_POOL
     }
 }
 
@@ -231,11 +293,27 @@ mod tests {
     }
 
     #[test]
+    fn a_pause_at_the_planned_rate_gets_connections_and_no_more() {
+        let start = Instant::now();
+        let mut pool = Pool::new(start);
+        // 1,000 sends/s: a 100 ms pause has 100 requests due.
+        let now = sweeps(&mut pool, start, 3, 10, Duration::from_millis(1));
+        let size = pool.size;
+        assert!(pool.allows(size + 98, now), "{pool:?}");
+        assert!(!pool.allows(size + 102, now), "{pool:?}");
+        assert_eq!(pool.limit().1, LimitReason::PauseCover);
+        // Not a connection beyond the steady size once the target refused one.
+        pool.turned_away(now, size);
+        assert!(!pool.allows(size, now + HOLD * 2));
+        assert_eq!(pool.limit(), (size, LimitReason::TurnedAway));
+    }
+
+    #[test]
     fn a_turned_away_connection_caps_it_where_it_is() {
         let start = Instant::now();
         let mut pool = Pool::new(start);
         pool.turned_away(start, 2);
-        assert!(pool.allows(1) && !pool.allows(2));
+        assert!(pool.allows(1, start) && !pool.allows(2, start));
         sweeps(&mut pool, start, 10, 20, Duration::from_millis(5));
         assert_eq!(pool.size, 2, "no growth within the hold");
     }

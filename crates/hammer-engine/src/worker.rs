@@ -10,82 +10,44 @@
 //!
 //! Connection policy. Closed loop: its connections, opened at once. Open
 //! loop: a due request that finds no idle connection opens one while the
-//! pool allows ([`Pool`]), else waits in the pacer (and fails as a timeout
-//! if none frees up within `--timeout`); a wait the target causes is
-//! credited to it, not to the schedule lag ([`Holds`]). A target that does
-//! not keep connections alive needs one per request, and gets them. `-c`
-//! caps it all.
+//! pool allows ([`Pool`]: enough for a pause of the target's), else waits
+//! in the pacer (and fails as a timeout if none frees up within
+//! `--timeout`). Such a wait is credited to the target, not to the
+//! schedule lag, only while the target is what is slow — a request of its
+//! in flight well past its recent service time — and only for time the
+//! worker spent waiting in poll no longer than it asked to ([`Holds`]): a
+//! worker thread that did not run was not waiting on the target. A target
+//! that does not keep connections alive needs one per request, and gets
+//! them. `-c` caps it all.
 
 use std::io;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hammer_core::pacer::{Limited, Next, Pacer};
-use hammer_core::recorder::{ErrorKind, Recorder};
+use hammer_core::recorder::ErrorKind;
+use hammer_core::result::LimitReason;
 use mio::{Events, Poll, Token};
 
+use super::assignment::{WorkerConfig, WorkerReport};
 use super::conn::{connect_error, Conn, Step};
 use super::exchange::{Ended, InFlight};
 use super::holds::Holds;
 use super::pool::Pool;
-use super::request::Prepared;
 use super::table::Table;
 use super::tally::{Shared, Tally, FLUSH_EVERY};
 use super::timer::PreciseTimer;
-use super::tls::Tls;
 
 const TIMER: Token = Token(usize::MAX);
 /// How often the worker hands its interval measurements to the main thread.
 /// How long in-flight requests may still finish after Ctrl-C.
 const GRACE: Duration = Duration::from_secs(1);
+/// While due requests are held, the worker looks at least this often
+/// whether the target is still what holds them (see [`Holds`]).
+const HOLD_TICK: Duration = Duration::from_millis(1);
 /// Most requests started in one turn, so stop checks are never starved.
 const MAX_BATCH: usize = 1024;
 const SCRATCH: usize = 64 * 1024;
-/// What one worker needs to know.
-#[derive(Clone)]
-pub struct WorkerConfig {
-    /// Where to connect.
-    pub addr: SocketAddr,
-    /// TLS, for https.
-    pub tls: Option<Tls>,
-    /// HTTP/2, with at most this many requests per connection.
-    pub h2_streams: Option<usize>,
-    /// The prepared requests, sent round robin.
-    pub requests: Arc<[Prepared]>,
-    /// Most connections this worker may have open.
-    pub max_conns: usize,
-    /// Whole-request timeout, from actual send.
-    pub timeout: Duration,
-    /// Connect timeout.
-    pub connect_timeout: Duration,
-    /// Reuse connections.
-    pub keepalive: bool,
-    /// Stop sending at this instant.
-    pub deadline: Option<Instant>,
-    /// Offset zero of the plan.
-    pub start: Instant,
-    /// Requests due before this are sent but not measured (a warm-up).
-    pub measure_from: Option<Instant>,
-    /// Index of this worker's first request in `requests`.
-    pub first_request: usize,
-}
-
-/// What a worker measured.
-pub struct WorkerReport {
-    /// Everything recorded.
-    pub recorder: Recorder,
-    /// When it stopped sending (no earlier than the end of its plan share).
-    pub send_stop: Instant,
-    /// When its last request ended.
-    pub last_done: Instant,
-    /// Connections it opened.
-    pub opened: u64,
-    /// The most connections it had open at once.
-    pub peak_open: u64,
-}
-
 struct Worker<P> {
     cfg: WorkerConfig,
     pacer: Limited<P>,
@@ -138,6 +100,7 @@ pub fn run<P: Pacer>(
         holds: Holds::default(),
     };
     let send_stop = w.run_loop(shared, stop)?;
+    let limit = w.limit();
     // Its connections close as it returns.
     shared.publish(0, 0, w.conns.opened);
     Ok(WorkerReport {
@@ -145,6 +108,7 @@ pub fn run<P: Pacer>(
         last_done: w.last_done,
         opened: w.conns.opened,
         peak_open: w.conns.peak_open as u64,
+        limit,
         recorder: w.tally.into_total(),
     })
 }
@@ -203,13 +167,20 @@ impl<P: Pacer> Worker<P> {
                 self.arm_timer(now)?;
             }
             let before = Instant::now();
-            let polled = self
-                .poll
-                .poll(&mut events, Some(wake.saturating_duration_since(before)));
-            let waited = before.elapsed();
+            let holding = self.holds.holding();
+            if holding {
+                wake = wake.min(before + HOLD_TICK);
+            }
+            let asked = wake.saturating_duration_since(before);
+            let polled = self.poll.poll(&mut events, Some(asked));
+            let after = Instant::now();
+            let waited = after - before;
             let starving = self.blocked && events.iter().any(|ev| ev.token() != TIMER);
             self.pool.polled(waited, starving);
-            self.holds.polled(waited);
+            if holding && self.target_slow(after) {
+                // Past what it asked for, the thread was not running.
+                self.holds.polled(waited.min(asked + HOLD_TICK));
+            }
             match polled {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -253,7 +224,7 @@ impl<P: Pacer> Worker<P> {
             };
             let slot = match self.conns.pop_idle() {
                 Some(slot) => slot,
-                None if self.may_open() => match self.open(now) {
+                None if self.may_open(now) => match self.open(now) {
                     Ok(slot) => slot,
                     Err(kind) => {
                         self.pacer.take();
@@ -296,7 +267,7 @@ impl<P: Pacer> Worker<P> {
         };
         let due = self.cfg.start + t;
         let at = if due > now {
-            if !self.can_send() {
+            if !self.can_send(now) {
                 // No wake-up: a response will come first. If the policy,
                 // not `-c`, holds the pool, the request is held from its
                 // due time (see [`Holds`]).
@@ -318,14 +289,35 @@ impl<P: Pacer> Worker<P> {
 
     /// Whether a request could go out now: a connection is idle (or may
     /// be: stale entries are skipped later) or another may be opened.
-    fn can_send(&self) -> bool {
-        self.conns.any_idle() || self.may_open()
+    fn can_send(&self, now: Instant) -> bool {
+        self.conns.any_idle() || self.may_open(now)
     }
 
     /// Whether the policy (module doc) allows another connection now.
-    fn may_open(&self) -> bool {
+    fn may_open(&self, now: Instant) -> bool {
         let open = self.conns.len();
-        open < self.cfg.max_conns && (!self.paced_growth || self.pool.allows(open))
+        open < self.cfg.max_conns && (!self.paced_growth || self.pool.allows(open, now))
+    }
+
+    /// Whether the target is what is slow: a request of its has been in
+    /// flight well past its recent service time.
+    fn target_slow(&self, now: Instant) -> bool {
+        let after = self.pool.overdue_after();
+        self.conns.iter().any(|(_, c)| c.late(now, after))
+    }
+
+    /// The most connections the policy allows now, and why no more.
+    fn limit(&self) -> (usize, LimitReason) {
+        let cap = (self.cfg.max_conns, LimitReason::Cap);
+        if !self.paced_growth {
+            return cap;
+        }
+        let (most, reason) = self.pool.limit();
+        if most >= self.cfg.max_conns {
+            cap
+        } else {
+            (most, reason)
+        }
     }
 
     fn open(&mut self, now: Instant) -> Result<usize, ErrorKind> {

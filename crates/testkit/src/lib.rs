@@ -3,10 +3,13 @@
 //! responses, connections closed before or in the middle of one), and a
 //! throwaway PostgreSQL cluster ([`postgres::Cluster`]), the judge of a
 //! Prometheus exposition ([`promtool_check_metrics`]), and a wait for a
-//! child process's exit ([`exit_within`]). It is a dev-dependency of the
+//! child process's exit ([`exit_within`]), and a server that pauses on a
+//! schedule and measures each request's residence itself, the truth latency
+//! is graded against ([`pause_server`]). It is a dev-dependency of the
 //! crates whose tests start servers; no crate's library sits above it.
 //! Its own test (`tests/floors.rs`) checks the workspace's module floors.
 
+pub mod pause_server;
 pub mod postgres;
 
 use std::io::{Read, Write};

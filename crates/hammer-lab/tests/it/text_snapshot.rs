@@ -1,6 +1,6 @@
 //! Pins the layout of the text report of a run: what users read, paste into
 //! tickets and grep. A deliberate change rewrites the snapshot with
-//! `UPDATE_SNAPSHOTS=1 cargo test -p hammer-lab --test text_snapshot`.
+//! `UPDATE_SNAPSHOTS=1 cargo test -p hammer-lab --test it text_snapshot`.
 
 use std::time::Duration;
 
@@ -28,6 +28,7 @@ fn sample() -> RunResult {
             .with_connections(Connections {
                 opened: 6,
                 peak_open: 5,
+                limit: None,
             });
     let slo = Slo::parse("p99<60ms,error-rate<0.1%").unwrap();
     run.slo = Some(run.judge(&slo));

@@ -1,11 +1,9 @@
 //! Integration tests of `hammer attack` and `hammer report`: the real binary
 //! against real HTTP servers on loopback.
 
-mod support;
-
 use std::time::Duration;
 
-use support::{
+use crate::support::{
     assert_analytic_freeze, assert_schema, exclusive, f, hammer, hammer_json, within, Behavior,
     Server,
 };
@@ -92,12 +90,12 @@ fn open_loop_holds_rate_and_schedule() {
 fn a_server_that_dies_mid_run_gives_a_report_with_errors() {
     let mut server = Server::start(Behavior::Fast);
     let url = server.url("/");
-    let child = support::spawn_hammer(&[
+    let child = crate::support::spawn_hammer(&[
         "attack", "-r", "200", "-d", "3s", "--format", "json", "-q", &url,
     ]);
     std::thread::sleep(Duration::from_millis(1000));
     server.kill();
-    let out = support::wait_limited(child, LIMIT);
+    let out = crate::support::wait_limited(child, LIMIT);
     assert!(
         out.status.success(),
         "{}",
@@ -308,7 +306,7 @@ fn ctrl_c_stops_reports_and_exits_130() {
     let server = Server::start(Behavior::Fast);
     let dir = tempfile::tempdir().unwrap();
     let out_file = dir.path().join("run.json");
-    let child = support::spawn_hammer(&[
+    let child = crate::support::spawn_hammer(&[
         "attack",
         "-q",
         "-r",
@@ -322,7 +320,7 @@ fn ctrl_c_stops_reports_and_exits_130() {
     std::thread::sleep(Duration::from_millis(1500));
     let pid = rustix::process::Pid::from_child(&child);
     rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
-    let out = support::wait_limited(child, Duration::from_secs(10));
+    let out = crate::support::wait_limited(child, Duration::from_secs(10));
     assert_eq!(out.status.code(), Some(130));
     assert!(String::from_utf8_lossy(&out.stdout).contains("Requests"));
     let v: serde_json::Value =
@@ -389,9 +387,9 @@ fn help_explains_every_flag_with_examples() {
 #[test]
 fn a_closed_stdout_is_not_a_panic() {
     let server = Server::start(Behavior::Fast);
-    let mut child = support::spawn_hammer(&["attack", "-q", "-n", "20", &server.url("/")]);
+    let mut child = crate::support::spawn_hammer(&["attack", "-q", "-n", "20", &server.url("/")]);
     drop(child.stdout.take());
-    let out = support::wait_limited(child, LIMIT);
+    let out = crate::support::wait_limited(child, LIMIT);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(out.status.code(), Some(0), "{err}");
@@ -425,11 +423,13 @@ fn open_loop_never_exceeds_the_connection_cap() {
 }
 
 /// The connection policy cannot storm: a server that stalls for 50 ms each
-/// second at 5,000 req/s (250 requests come due in each stall) gets a few
-/// more connections than a server that never stalls, not one per request
-/// due in the stall, as the old policy opened. Counted server-side.
+/// second at 5,000 req/s (250 requests come due in each stall) gets, once,
+/// about the connections those requests need to reach it on time — each
+/// opened once and kept for the next stall, not one per request per stall
+/// (the old storm), nor none (requests waiting in hammer, the wait blamed
+/// on the target). Counted server-side.
 #[test]
-fn a_hiccup_does_not_start_a_connection_storm() {
+fn a_hiccup_gets_its_connections_once_not_a_storm() {
     let _cpu = exclusive();
     let run = |behavior| {
         let server = Server::start(behavior);
@@ -441,12 +441,21 @@ fn a_hiccup_does_not_start_a_connection_storm() {
     let (steady, _) = run(Behavior::Fast);
     let (hiccup, v) = run(Behavior::HiccupEachSecond(Duration::from_millis(50)));
     eprintln!("5000/s: {steady} connections steady, {hiccup} with a 50 ms hiccup each second");
+    // The bound is the pause cover (5,000/s × 100 ms); a stall's burst
+    // needs about its 250 requests, and more only while the answers of
+    // the stall drain.
     assert!(
-        hiccup <= 2 * steady.max(2),
+        hiccup <= steady + 500,
         "{hiccup} connections vs {steady} steady"
     );
-    // Requests that came due in a stall waited for it: latency shows it.
+    assert!(hiccup <= steady + 2 * 250, "{hiccup} vs {steady} steady");
+    // Requests that came due in a stall waited for it at the target.
     assert!(f(&v, "latency_ms.max") >= 40.0, "{}", v["latency_ms"]);
+    assert!(
+        f(&v, "schedule_lag_ms.p99") < 1.0,
+        "{}",
+        v["schedule_lag_ms"]
+    );
 }
 
 /// Regression: `-r 100 -d 10s -n 50 --arrivals poisson` reported an achieved

@@ -5,17 +5,15 @@
 //! Kubernetes manifests, parsed, with each pod's command run as the Indexed
 //! Job would run it and the report Job's command judging the merge.
 
-mod support;
-
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use serde_json::Value;
-use support::{
+use crate::support::{
     exclusive, hammer, http_get as get, mandelweb, spawn_hammer, wait_limited, Behavior, Server,
 };
+use serde_json::Value;
 
 const LIMIT: Duration = Duration::from_secs(60);
 

@@ -1,13 +1,11 @@
 //! `hammer attack --http2`: the real binary against hyper's HTTP/2 server
 //! on loopback, h2c (prior knowledge) and h2 over TLS (ALPN).
 
-mod support;
-
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use support::tls::Pki;
-use support::{
+use crate::support::tls::Pki;
+use crate::support::{
     assert_analytic_freeze, capacity, exclusive, f, hammer, hammer_json, lab, refusal, Behavior,
     Http, Server,
 };

@@ -2,13 +2,11 @@
 //! mandelweb with its HTML report judged by headless Chromium, and the
 //! seed's pool experiment against a real PostgreSQL.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use support::{
+use crate::support::{
     capacity, exclusive, hammer, lab, spawn_hammer, try_get, wait_limited, Behavior, Server,
 };
 

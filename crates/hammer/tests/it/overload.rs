@@ -3,12 +3,10 @@
 //! requests it admits keep p99 < 60 ms and goodput stays near capacity;
 //! `/metrics` counts every refusal and the log says so once a second.
 
-mod support;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use support::{exclusive, f, hammer_json, http_get, mandelweb_logging};
+use crate::support::{exclusive, f, hammer_json, http_get, mandelweb_logging};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -104,7 +102,7 @@ fn at_five_times_capacity_mandelweb_sheds_and_keeps_what_it_admits_within_the_sl
 #[test]
 fn a_sigterm_under_load_answers_every_accepted_request_and_exits_0() {
     let _x = exclusive();
-    let (mut svc, public, _diag) = support::mandelweb(&[]);
+    let (mut svc, public, _diag) = crate::support::mandelweb(&[]);
     let url = format!("http://{public}/mandelbrot?width=128&height=128&iterations=500");
     let slots = mandelweb::service::render_slots();
     let capacity = f(
@@ -112,7 +110,7 @@ fn a_sigterm_under_load_answers_every_accepted_request_and_exits_0() {
         "achieved_rate",
     );
     let rate = format!("{:.0}", 0.8 * capacity);
-    let load = support::spawn_hammer(&[
+    let load = crate::support::spawn_hammer(&[
         "attack",
         "-q",
         "--format",
@@ -130,7 +128,7 @@ fn a_sigterm_under_load_answers_every_accepted_request_and_exits_0() {
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
     let status = testkit::exit_within(&mut svc.0, Duration::from_secs(15), "mandelweb, SIGTERMed,");
     assert!(status.success(), "{status}");
-    let out = support::wait_limited(load, LIMIT);
+    let out = crate::support::wait_limited(load, LIMIT);
     let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let errors = &result["errors"];
     println!(

@@ -5,12 +5,10 @@
 //! whole; a shard that dies mid-run is named as missing (exit 4), not
 //! folded in as silently fewer requests.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use support::{exclusive, hammer, spawn_hammer, wait_limited, Behavior, Server};
+use crate::support::{exclusive, hammer, spawn_hammer, wait_limited, Behavior, Server};
 
 const LIMIT: Duration = Duration::from_secs(60);
 

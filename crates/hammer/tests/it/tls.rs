@@ -3,13 +3,11 @@
 //! holds the CPU lock: handshakes in a debug build are heavy enough to bend
 //! the timing test's percentiles when they share the two cores.
 
-mod support;
-
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use support::tls::Pki;
-use support::{
+use crate::support::tls::Pki;
+use crate::support::{
     assert_analytic_freeze, assert_schema, capacity, exclusive, f, hammer_json, lab, refusal,
     Behavior, Server,
 };

@@ -9,8 +9,7 @@ use std::time::{Duration, Instant};
 use testkit::post;
 use testkit::postgres::Cluster;
 
-mod support;
-use support::{start_with, Service};
+use crate::support::{start_with, Service};
 
 const ROWS: i32 = 1000;
 
@@ -119,7 +118,7 @@ fn bad_bodies_are_400_never_500() {
 
 #[test]
 fn without_a_database_find_by_age_is_503_saying_how_to_give_one() {
-    let svc = support::start();
+    let svc = crate::support::start();
     let (status, json) = find(&svc, r#"{"age": 42}"#);
     assert_eq!(status, 503);
     assert!(

@@ -4,8 +4,7 @@ use std::time::Duration;
 
 use testkit::{fetch, Client};
 
-mod support;
-use support::start;
+use crate::support::start;
 
 fn decode_png(bytes: &[u8]) -> (u32, u32) {
     let mut reader = png::Decoder::new(std::io::Cursor::new(bytes))
@@ -91,7 +90,7 @@ fn info_carries_the_build_stamped_version() {
 fn the_ready_file_holds_the_readiness_line() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ready.json");
-    let service = support::start_with(&["--ready-file", path.to_str().unwrap()]);
+    let service = crate::support::start_with(&["--ready-file", path.to_str().unwrap()]);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     let text = loop {
         match std::fs::read_to_string(&path) {
@@ -139,7 +138,7 @@ fn cpu_ticks(pid: u32) -> u64 {
 
 #[test]
 fn a_hostile_view_is_refused_and_a_timed_out_render_stops() {
-    let svc = support::start_with(&["--request-timeout", "300ms"]);
+    let svc = crate::support::start_with(&["--request-timeout", "300ms"]);
     // Each parameter within its limit, their product far over.
     let hostile = fetch(
         svc.public,
@@ -186,7 +185,7 @@ fn cpu_ns(pid: u32) -> u64 {
 #[test]
 fn a_render_stops_when_its_client_leaves() {
     use std::io::Write as _;
-    let svc = support::start();
+    let svc = crate::support::start();
     let pid = svc.child.id();
     let mut socket = std::net::TcpStream::connect(svc.public).unwrap();
     // Seconds of work, within the limits.

@@ -1,8 +1,6 @@
 //! Test support: real HTTP servers on loopback (hyper on a private tokio
 //! runtime) and a runner for the real `hammer` binary with a time limit.
 
-#![allow(dead_code)]
-
 pub mod tls;
 
 use std::io::{BufRead, BufReader};

@@ -2,7 +2,6 @@
 //! `localhost` and 127.0.0.1 signed by it, and a client certificate for
 //! mutual TLS, written as PEM files for hammer's flags.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use rcgen::{
@@ -93,10 +92,5 @@ impl Pki {
             .unwrap();
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Arc::new(config)
-    }
-
-    /// Where the files are (kept while the value lives).
-    pub fn dir(&self) -> PathBuf {
-        self.dir.path().to_path_buf()
     }
 }

@@ -1,0 +1,153 @@
+//! Exact under pauses: a target that pauses on a schedule (testkit's pause
+//! server, which keeps reading requests during a pause and measures each
+//! one's residence itself) gets hammer's latency quantiles equal to the
+//! analytic truth and to what the server saw; hammer's own pause shows up
+//! as schedule lag, not as the target's latency; and a stall of seconds
+//! gets a bounded pool, not a connection per request.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::support::{exclusive, f, hammer_json, spawn_hammer, wait_limited};
+use testkit::pause_server::{PauseServer, Pauses};
+
+const LIMIT: Duration = Duration::from_secs(60);
+const MS: Duration = Duration::from_millis(1);
+
+fn pause_server(pause: Duration, every: Duration) -> PauseServer {
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    PauseServer::start(any, Pauses { pause, every }).expect("pause server starts")
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Within 5% + 1 ms: the issue's 2% + 0.5 ms is the benchmark's bar
+/// (bench/accuracy.sh); a test shares two cores with the rest of the suite.
+fn near(got: f64, truth: f64) -> bool {
+    (got - truth).abs() <= 0.05 * truth + 1.0
+}
+
+#[test]
+fn a_targets_pauses_are_reported_as_they_were() {
+    let _cpu = exclusive();
+    for (rate, pause, every, arrivals) in [
+        (2000, 10, 500, "even"),
+        (4000, 2, 100, "poisson"),
+        (1000, 50, 1000, "even"),
+    ] {
+        let pauses = Pauses {
+            pause: pause * MS,
+            every: every * MS,
+        };
+        let server = pause_server(pauses.pause, pauses.every);
+        let url = format!("http://{}/", server.addr());
+        let v = hammer_json(
+            &[
+                "-r",
+                &rate.to_string(),
+                "-d",
+                "4s",
+                "--arrivals",
+                arrivals,
+                // One thread: the suite's two cores also run the server.
+                "-w",
+                "1",
+                &url,
+            ],
+            LIMIT,
+        );
+        let cell = format!("{rate}/s, {pause} ms every {every} ms, {arrivals}");
+        assert_eq!(v["failed"], 0, "{cell}: {v}");
+        let base = ms(server.residence(0.5));
+        for (q, key) in [(0.99, "p99"), (0.999, "p99_9")] {
+            let got = f(&v, &format!("latency_ms.{key}"));
+            let truth = ms(pauses.quantile(q)) + base;
+            let seen = ms(server.residence(q));
+            eprintln!("{cell}: {key} hammer {got:.2} ms, analytic {truth:.2}, server {seen:.2}");
+            assert!(near(got, truth), "{cell}: {key} {got} ms, truth {truth} ms");
+            // The wait was at the target, where it measured it.
+            assert!(
+                near(seen, truth),
+                "{cell}: server {key} {seen} ms, truth {truth} ms"
+            );
+        }
+        assert!(
+            f(&v, "schedule_lag_ms.p99") < 1.0,
+            "{cell}: {}",
+            v["schedule_lag_ms"]
+        );
+        assert_eq!(v["connections"]["limit"]["reason"], "pause_cover", "{v}");
+    }
+}
+
+/// hammer stopped for 50 ms (SIGSTOP) while the target answers at once:
+/// the requests due meanwhile go out late, and that is hammer's lag.
+#[test]
+fn hammers_own_pause_is_lag_not_the_targets_latency() {
+    let _cpu = exclusive();
+    let server = pause_server(Duration::ZERO, Duration::ZERO);
+    let url = format!("http://{}/", server.addr());
+    let child = spawn_hammer(&[
+        "attack", "--format", "json", "-q", "-r", "1000", "-d", "3s", &url,
+    ]);
+    let pid = rustix::process::Pid::from_child(&child);
+    std::thread::sleep(Duration::from_millis(1500));
+    rustix::process::kill_process(pid, rustix::process::Signal::STOP).unwrap();
+    std::thread::sleep(50 * MS);
+    rustix::process::kill_process(pid, rustix::process::Signal::CONT).unwrap();
+    let out = wait_limited(child, LIMIT);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let lag_max = f(&v, "schedule_lag_ms.max");
+    eprintln!(
+        "SIGSTOP 50 ms: lag {} / service {} / server p99.9 {:.2} ms",
+        v["schedule_lag_ms"],
+        v["service_time_ms"],
+        ms(server.residence(0.999))
+    );
+    assert!(lag_max >= 35.0, "the stop is not in the lag: {lag_max} ms");
+    // The target answered at once throughout.
+    assert!(ms(server.residence(1.0)) < 10.0);
+    assert!(
+        f(&v, "service_time_ms.p99") < 10.0,
+        "{}",
+        v["service_time_ms"]
+    );
+}
+
+/// No storm: a target that stalls for 2 s at 2,000 req/s (4,000 requests
+/// come due) gets the pause cover's connections (2,000/s × 100 ms beyond
+/// the steady pool), each opened once; the rest wait in hammer, credited
+/// to the target, which is what is slow.
+#[test]
+fn a_long_stall_gets_a_bounded_pool() {
+    let _cpu = exclusive();
+    let server = pause_server(2000 * MS, 60_000 * MS);
+    let url = format!("http://{}/", server.addr());
+    let v = hammer_json(&["-r", "2000", "-d", "3s", "-w", "1", &url], LIMIT);
+    let opened = f(&v, "connections.opened");
+    let limit = f(&v, "connections.limit.most");
+    eprintln!("2 s stall at 2000/s: {}", v["connections"]);
+    assert_eq!(v["connections"]["limit"]["reason"], "pause_cover", "{v}");
+    assert!(limit <= 200.0 + 64.0, "limit {limit}");
+    assert!(opened <= limit, "{} opened, limit {limit}", opened);
+    assert_eq!(
+        opened,
+        f(&v, "connections.peak_open"),
+        "connections churned"
+    );
+    assert_eq!(v["failed"], 0, "{v}");
+    // Requests due in the stall waited for it: latency shows it, lag does not.
+    assert!(f(&v, "latency_ms.max") >= 1500.0, "{}", v["latency_ms"]);
+    assert!(
+        f(&v, "schedule_lag_ms.p99") < 5.0,
+        "{}",
+        v["schedule_lag_ms"]
+    );
+}
