@@ -112,10 +112,11 @@ pub struct PoolLimit {
 pub enum LimitReason {
     /// `-c` (the closed loop's connections, or the open loop's cap).
     Cap,
-    /// Open loop: enough for the requests due in a pause of the target's
-    /// up to the pause cover, at the planned rate, beyond the steady pool;
-    /// a longer stall waits in the generator rather than open more.
-    PauseCover,
+    /// Open loop: the pool grows while it is what holds the generator
+    /// back, up to Little's law with headroom (8 x the planned rate x the
+    /// median service time, plus 4); requests beyond it wait in the
+    /// generator, keeping their intended times.
+    LittlesLaw,
     /// The target refused, reset or closed a new connection it had not
     /// answered on: the pool stays where it was.
     TurnedAway,
@@ -373,7 +374,7 @@ impl RunResult {
                 (None, l) | (l, None) => l,
                 (Some(a), Some(b)) => Some(PoolLimit {
                     most: a.most + b.most,
-                    // The tighter reason wins: the target's, then the cover's.
+                    // The tighter reason wins: the target's, then the pool's.
                     reason: a.reason.max(b.reason),
                 }),
             };

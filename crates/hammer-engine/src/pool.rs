@@ -2,25 +2,27 @@
 //! worker's pool may hold (see `Pool::allows`); the worker opens them as
 //! due requests find none idle, and keeps them.
 //!
-//! A due request that finds every connection busy gets a new one at once,
-//! so it reaches the target at its intended time: when the target pauses
-//! (a GC pause, a lock convoy, a slow flush), the requests due in the pause
-//! wait *at the target*, where a server measuring its own residence sees
-//! them, not in the generator. The pool is bounded by what a pause of
-//! [`PAUSE_COVER`] needs at the planned rate, beyond its steady size: a
-//! longer stall waits in the generator (credited to the target, which is
-//! what is slow; see `Holds`), so a target that stalls for seconds gets a
-//! bounded number of connections, each opened once, not one per request.
-//! Connections are kept, so the next pause finds them ready.
+//! [`FIRST_POOL`] at first; beyond its size, due requests wait in the
+//! pacer. The size grows by half, every sweep, while the pool is what holds
+//! the worker back: for two sweeps in a row, most of the time the worker
+//! waited in poll it waited with a due request and no free connection,
+//! while responses kept coming. That is the one case more connections help.
+//! A target that stalls sends no responses while the worker waits, and a
+//! worker that is behind by itself does not wait: neither grows the pool,
+//! since more connections would only add connects to a server already
+//! behind, or work to a worker already busy — the churn that feeds a storm.
+//! Nor does the pool grow past what Little's law allows ([`HEADROOM`]), nor
+//! for [`HOLD`] after the target refused, reset or closed a connection it
+//! had not answered on, or after a growth that brought no more responses
+//! (the target, not the pool, is the limit).
 //!
-//! The steady size starts at [`FIRST_POOL`] and grows by half, every sweep,
-//! while the pool is what holds the worker back: for two sweeps in a row,
-//! most of the time the worker waited in poll it waited with a due request
-//! and no free connection, while responses kept coming — never past what
-//! Little's law allows ([`HEADROOM`]). Neither grows for [`HOLD`] after
-//! the target refused, reset or closed a connection it had not answered
-//! on (the pool stays where it was), nor after a growth that brought no
-//! more responses (the target, not the pool, is the limit).
+//! Requests due in a pause of the target's therefore wait in the
+//! generator, keeping their intended times, and drain through the pool
+//! when it ends: a wait that is the target's (see `Holds`). Opening a
+//! connection per request due in the pause instead, so that each waits
+//! at the target, was measured worse on two cores (bench/accuracy.sh):
+//! hundreds of connects in a pause cost the worker its schedule and can
+//! overflow the target's accept backlog (a SYN retried after 1 s).
 
 use std::time::{Duration, Instant};
 
@@ -41,9 +43,6 @@ const MIN_IDLE: f64 = 0.2;
 const HEADROOM: f64 = 8.0;
 /// How many responses the median service time is taken over.
 const RECENT: usize = 64;
-/// Beyond its steady size, the pool opens enough connections for the
-/// requests due in a pause of the target's this long, at the planned rate.
-pub const PAUSE_COVER: Duration = Duration::from_millis(100);
 /// How long the pool does not grow after the target turned a new
 /// connection away, or after a growth that brought no more responses.
 const HOLD: Duration = Duration::from_secs(1);
@@ -100,31 +99,18 @@ impl Pool {
         }
     }
 
-    /// Whether a pool of `open` connections may open another now.
-    pub fn allows(&self, open: usize, now: Instant) -> bool {
-        if open < self.size {
-            return true;
-        }
-        let held = self.hold_until.is_some_and(|t| now < t);
-        !held && !self.turned_away && open < self.size + self.cover()
+    /// Whether a pool of `open` connections may open another.
+    pub fn allows(&self, open: usize) -> bool {
+        open < self.size
     }
 
-    /// The most connections it may hold, and why no more.
+    /// The most connections it may grow to now, and why no more.
     pub fn limit(&self) -> (usize, LimitReason) {
         if self.turned_away {
             (self.size, LimitReason::TurnedAway)
         } else {
-            (self.size + self.cover(), LimitReason::PauseCover)
+            (self.size.max(self.little_bound()), LimitReason::LittlesLaw)
         }
-    }
-
-    /// Connections beyond the steady size for a pause of [`PAUSE_COVER`]
-    /// at the planned rate (none until the rate is known).
-    fn cover(&self) -> usize {
-        if self.gap_s <= 0.0 {
-            return 0;
-        }
-        (PAUSE_COVER.as_secs_f64() / self.gap_s).ceil() as usize
     }
 
     /// How long a request may be in flight before the target counts as
@@ -293,19 +279,14 @@ mod tests {
     }
 
     #[test]
-    fn a_pause_at_the_planned_rate_gets_connections_and_no_more() {
+    fn its_limit_is_littles_law_until_the_target_refuses() {
         let start = Instant::now();
         let mut pool = Pool::new(start);
-        // 1,000 sends/s: a 100 ms pause has 100 requests due.
-        let now = sweeps(&mut pool, start, 3, 10, Duration::from_millis(1));
-        let size = pool.size;
-        assert!(pool.allows(size + 98, now), "{pool:?}");
-        assert!(!pool.allows(size + 102, now), "{pool:?}");
-        assert_eq!(pool.limit().1, LimitReason::PauseCover);
-        // Not a connection beyond the steady size once the target refused one.
-        pool.turned_away(now, size);
-        assert!(!pool.allows(size, now + HOLD * 2));
-        assert_eq!(pool.limit(), (size, LimitReason::TurnedAway));
+        // 1,000 sends/s answered in 5 ms: 8 x 1,000/s x 5 ms + 4 = 44.
+        let now = sweeps(&mut pool, start, 3, 10, Duration::from_millis(5));
+        assert_eq!(pool.limit(), (44, LimitReason::LittlesLaw));
+        pool.turned_away(now, 3);
+        assert_eq!(pool.limit(), (3, LimitReason::TurnedAway));
     }
 
     #[test]
@@ -313,7 +294,7 @@ mod tests {
         let start = Instant::now();
         let mut pool = Pool::new(start);
         pool.turned_away(start, 2);
-        assert!(pool.allows(1, start) && !pool.allows(2, start));
+        assert!(pool.allows(1) && !pool.allows(2));
         sweeps(&mut pool, start, 10, 20, Duration::from_millis(5));
         assert_eq!(pool.size, 2, "no growth within the hold");
     }

@@ -10,7 +10,7 @@
 //!
 //! Connection policy. Closed loop: its connections, opened at once. Open
 //! loop: a due request that finds no idle connection opens one while the
-//! pool allows ([`Pool`]: enough for a pause of the target's), else waits
+//! pool allows ([`Pool`]), else waits
 //! in the pacer (and fails as a timeout if none frees up within
 //! `--timeout`). Such a wait is credited to the target, not to the
 //! schedule lag, only while the target is what is slow — a request of its
@@ -224,7 +224,7 @@ impl<P: Pacer> Worker<P> {
             };
             let slot = match self.conns.pop_idle() {
                 Some(slot) => slot,
-                None if self.may_open(now) => match self.open(now) {
+                None if self.may_open() => match self.open(now) {
                     Ok(slot) => slot,
                     Err(kind) => {
                         self.pacer.take();
@@ -267,7 +267,7 @@ impl<P: Pacer> Worker<P> {
         };
         let due = self.cfg.start + t;
         let at = if due > now {
-            if !self.can_send(now) {
+            if !self.can_send() {
                 // No wake-up: a response will come first. If the policy,
                 // not `-c`, holds the pool, the request is held from its
                 // due time (see [`Holds`]).
@@ -289,14 +289,14 @@ impl<P: Pacer> Worker<P> {
 
     /// Whether a request could go out now: a connection is idle (or may
     /// be: stale entries are skipped later) or another may be opened.
-    fn can_send(&self, now: Instant) -> bool {
-        self.conns.any_idle() || self.may_open(now)
+    fn can_send(&self) -> bool {
+        self.conns.any_idle() || self.may_open()
     }
 
     /// Whether the policy (module doc) allows another connection now.
-    fn may_open(&self, now: Instant) -> bool {
+    fn may_open(&self) -> bool {
         let open = self.conns.len();
-        open < self.cfg.max_conns && (!self.paced_growth || self.pool.allows(open, now))
+        open < self.cfg.max_conns && (!self.paced_growth || self.pool.allows(open))
     }
 
     /// Whether the target is what is slow: a request of its has been in

@@ -423,13 +423,11 @@ fn open_loop_never_exceeds_the_connection_cap() {
 }
 
 /// The connection policy cannot storm: a server that stalls for 50 ms each
-/// second at 5,000 req/s (250 requests come due in each stall) gets, once,
-/// about the connections those requests need to reach it on time — each
-/// opened once and kept for the next stall, not one per request per stall
-/// (the old storm), nor none (requests waiting in hammer, the wait blamed
-/// on the target). Counted server-side.
+/// second at 5,000 req/s (250 requests come due in each stall) gets a few
+/// more connections than a server that never stalls, not one per request
+/// due in the stall, as the old policy opened. Counted server-side.
 #[test]
-fn a_hiccup_gets_its_connections_once_not_a_storm() {
+fn a_hiccup_does_not_start_a_connection_storm() {
     let _cpu = exclusive();
     let run = |behavior| {
         let server = Server::start(behavior);
@@ -441,21 +439,12 @@ fn a_hiccup_gets_its_connections_once_not_a_storm() {
     let (steady, _) = run(Behavior::Fast);
     let (hiccup, v) = run(Behavior::HiccupEachSecond(Duration::from_millis(50)));
     eprintln!("5000/s: {steady} connections steady, {hiccup} with a 50 ms hiccup each second");
-    // The bound is the pause cover (5,000/s × 100 ms); a stall's burst
-    // needs about its 250 requests, and more only while the answers of
-    // the stall drain.
     assert!(
-        hiccup <= steady + 500,
+        hiccup <= 2 * steady.max(2),
         "{hiccup} connections vs {steady} steady"
     );
-    assert!(hiccup <= steady + 2 * 250, "{hiccup} vs {steady} steady");
-    // Requests that came due in a stall waited for it at the target.
+    // Requests that came due in a stall waited for it: latency shows it.
     assert!(f(&v, "latency_ms.max") >= 40.0, "{}", v["latency_ms"]);
-    assert!(
-        f(&v, "schedule_lag_ms.p99") < 1.0,
-        "{}",
-        v["schedule_lag_ms"]
-    );
 }
 
 /// Regression: `-r 100 -d 10s -n 50 --arrivals poisson` reported an achieved

@@ -1,9 +1,11 @@
 //! Exact under pauses: a target that pauses on a schedule (testkit's pause
 //! server, which keeps reading requests during a pause and measures each
 //! one's residence itself) gets hammer's latency quantiles equal to the
-//! analytic truth and to what the server saw; hammer's own pause shows up
-//! as schedule lag, not as the target's latency; and a stall of seconds
-//! gets a bounded pool, not a connection per request.
+//! analytic truth (requests due in a pause wait in hammer's pool, keeping
+//! their intended times, and drain when it ends: the server sees only
+//! those in flight, so its own figure is printed, not graded); hammer's
+//! own pause shows up as schedule lag, not as the target's latency; and a
+//! stall of seconds keeps the pool it had and is reported as the target's.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -67,18 +69,13 @@ fn a_targets_pauses_are_reported_as_they_were() {
             let seen = ms(server.residence(q));
             eprintln!("{cell}: {key} hammer {got:.2} ms, analytic {truth:.2}, server {seen:.2}");
             assert!(near(got, truth), "{cell}: {key} {got} ms, truth {truth} ms");
-            // The wait was at the target, where it measured it.
-            assert!(
-                near(seen, truth),
-                "{cell}: server {key} {seen} ms, truth {truth} ms"
-            );
         }
         assert!(
             f(&v, "schedule_lag_ms.p99") < 1.0,
             "{cell}: {}",
             v["schedule_lag_ms"]
         );
-        assert_eq!(v["connections"]["limit"]["reason"], "pause_cover", "{v}");
+        assert_eq!(v["connections"]["limit"]["reason"], "littles_law", "{v}");
     }
 }
 
@@ -121,29 +118,27 @@ fn hammers_own_pause_is_lag_not_the_targets_latency() {
     );
 }
 
-/// No storm: a target that stalls for 2 s at 2,000 req/s (4,000 requests
-/// come due) gets the pause cover's connections (2,000/s × 100 ms beyond
-/// the steady pool), each opened once; the rest wait in hammer, credited
-/// to the target, which is what is slow.
+/// No storm, and the stall is the target's: a target that stalls for 2 s
+/// at 2,000 req/s (4,000 requests come due) keeps the pool it had, each
+/// connection opened once; the requests wait in hammer, and since the
+/// target is what is slow (its requests are overdue) that wait is its
+/// latency, not hammer's lag.
 #[test]
-fn a_long_stall_gets_a_bounded_pool() {
+fn a_long_stall_keeps_the_pool_and_is_the_targets() {
     let _cpu = exclusive();
     let server = pause_server(2000 * MS, 60_000 * MS);
     let url = format!("http://{}/", server.addr());
     let v = hammer_json(&["-r", "2000", "-d", "3s", "-w", "1", &url], LIMIT);
     let opened = f(&v, "connections.opened");
-    let limit = f(&v, "connections.limit.most");
     eprintln!("2 s stall at 2000/s: {}", v["connections"]);
-    assert_eq!(v["connections"]["limit"]["reason"], "pause_cover", "{v}");
-    assert!(limit <= 200.0 + 64.0, "limit {limit}");
-    assert!(opened <= limit, "{} opened, limit {limit}", opened);
+    assert_eq!(v["connections"]["limit"]["reason"], "littles_law", "{v}");
+    assert!(opened <= 16.0, "{} opened", opened);
     assert_eq!(
         opened,
         f(&v, "connections.peak_open"),
         "connections churned"
     );
     assert_eq!(v["failed"], 0, "{v}");
-    // Requests due in the stall waited for it: latency shows it, lag does not.
     assert!(f(&v, "latency_ms.max") >= 1500.0, "{}", v["latency_ms"]);
     assert!(
         f(&v, "schedule_lag_ms.p99") < 5.0,
