@@ -5,11 +5,11 @@
 //!
 //! A hold lasts from the first due request that found no connection (the
 //! pool below `-c`) until the worker catches up with the schedule. The
-//! worker reports only the waits in poll that were the target's (it was
-//! what was slow, and the thread was running: see the worker); the hold is
-//! credited to the target in full when those make at least half of it,
-//! else only those waits (a busy worker is behind by itself). Waits at the
-//! `-c` cap are the user's limit and are no hold.
+//! worker reports its waits in poll, cut to what it asked for (a thread
+//! that did not run was not waiting on the target: see the worker); the
+//! hold is credited to the target in full when those make at least half of
+//! it, else only those waits (a busy worker is behind by itself). Waits at
+//! the `-c` cap are the user's limit and are no hold.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -31,11 +31,6 @@ impl Holds {
     /// Due requests are held back from `at` on (no-op while held already).
     pub fn begin(&mut self, at: Instant) {
         self.current.get_or_insert((at, Duration::ZERO));
-    }
-
-    /// Whether a hold is under way.
-    pub fn holding(&self) -> bool {
-        self.current.is_some()
     }
 
     /// The worker waited in poll for `waited`, on the target.

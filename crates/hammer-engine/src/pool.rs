@@ -113,16 +113,6 @@ impl Pool {
         }
     }
 
-    /// How long a request may be in flight before the target counts as
-    /// slow: well past the median of recent service times.
-    pub fn overdue_after(&self) -> Duration {
-        const FLOOR: Duration = Duration::from_micros(500);
-        match self.median_service() {
-            Some(median) => median * 2 + FLOOR,
-            None => FLOOR * 2,
-        }
-    }
-
     fn median_service(&self) -> Option<Duration> {
         if self.recent.is_empty() {
             return None;

@@ -13,10 +13,9 @@
 //! pool allows ([`Pool`]), else waits
 //! in the pacer (and fails as a timeout if none frees up within
 //! `--timeout`). Such a wait is credited to the target, not to the
-//! schedule lag, only while the target is what is slow — a request of its
-//! in flight well past its recent service time — and only for time the
-//! worker spent waiting in poll no longer than it asked to ([`Holds`]): a
-//! worker thread that did not run was not waiting on the target. A target
+//! schedule lag ([`Holds`]), but only for time the worker spent waiting in
+//! poll no longer than it asked to: a worker thread that did not run (a
+//! stop, a busy machine) was not waiting on the target. A target
 //! that does not keep connections alive needs one per request, and gets
 //! them. `-c` caps it all.
 
@@ -42,9 +41,9 @@ const TIMER: Token = Token(usize::MAX);
 /// How often the worker hands its interval measurements to the main thread.
 /// How long in-flight requests may still finish after Ctrl-C.
 const GRACE: Duration = Duration::from_secs(1);
-/// While due requests are held, the worker looks at least this often
-/// whether the target is still what holds them (see [`Holds`]).
-const HOLD_TICK: Duration = Duration::from_millis(1);
+/// A poll that returns later than it asked by more than this was a thread
+/// that did not run; the excess is never credited to the target.
+const POLL_SLACK: Duration = Duration::from_millis(1);
 /// Most requests started in one turn, so stop checks are never starved.
 const MAX_BATCH: usize = 1024;
 const SCRATCH: usize = 64 * 1024;
@@ -167,20 +166,14 @@ impl<P: Pacer> Worker<P> {
                 self.arm_timer(now)?;
             }
             let before = Instant::now();
-            let holding = self.holds.holding();
-            if holding {
-                wake = wake.min(before + HOLD_TICK);
-            }
             let asked = wake.saturating_duration_since(before);
             let polled = self.poll.poll(&mut events, Some(asked));
-            let after = Instant::now();
-            let waited = after - before;
+            let waited = before.elapsed();
             let starving = self.blocked && events.iter().any(|ev| ev.token() != TIMER);
             self.pool.polled(waited, starving);
-            if holding && self.target_slow(after) {
-                // Past what it asked for, the thread was not running.
-                self.holds.polled(waited.min(asked + HOLD_TICK));
-            }
+            // Past what it asked for (a timer event wakes it earlier, never
+            // later), the thread was not running.
+            self.holds.polled(waited.min(asked + POLL_SLACK));
             match polled {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -297,13 +290,6 @@ impl<P: Pacer> Worker<P> {
     fn may_open(&self) -> bool {
         let open = self.conns.len();
         open < self.cfg.max_conns && (!self.paced_growth || self.pool.allows(open))
-    }
-
-    /// Whether the target is what is slow: a request of its has been in
-    /// flight well past its recent service time.
-    fn target_slow(&self, now: Instant) -> bool {
-        let after = self.pool.overdue_after();
-        self.conns.iter().any(|(_, c)| c.late(now, after))
     }
 
     /// The most connections the policy allows now, and why no more.

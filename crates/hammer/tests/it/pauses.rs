@@ -120,9 +120,8 @@ fn hammers_own_pause_is_lag_not_the_targets_latency() {
 
 /// No storm, and the stall is the target's: a target that stalls for 2 s
 /// at 2,000 req/s (4,000 requests come due) keeps the pool it had, each
-/// connection opened once; the requests wait in hammer, and since the
-/// target is what is slow (its requests are overdue) that wait is its
-/// latency, not hammer's lag.
+/// connection opened once; the requests wait in hammer, and that wait,
+/// spent waiting on the target, is its latency, not hammer's lag.
 #[test]
 fn a_long_stall_keeps_the_pool_and_is_the_targets() {
     let _cpu = exclusive();
