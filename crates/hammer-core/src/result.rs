@@ -97,6 +97,23 @@ pub struct Connections {
     pub limit: Option<PoolLimit>,
 }
 
+impl Connections {
+    /// Adds what another worker or shard of the same run did: counts and
+    /// bounds add, and the tighter reason wins (the target's, then the
+    /// pool's, then `-c`).
+    pub fn add(&mut self, other: &Connections) {
+        self.opened += other.opened;
+        self.peak_open += other.peak_open;
+        self.limit = match (self.limit, other.limit) {
+            (None, l) | (l, None) => l,
+            (Some(a), Some(b)) => Some(PoolLimit {
+                most: a.most + b.most,
+                reason: a.reason.max(b.reason),
+            }),
+        };
+    }
+}
+
 /// The connection policy's bound (summed over workers) and its reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PoolLimit {
@@ -368,16 +385,7 @@ impl RunResult {
                 target = Some(target.unwrap_or(0.0) + t);
             }
             window = window.max(r.duration_s);
-            connections.opened += r.connections.opened;
-            connections.peak_open += r.connections.peak_open;
-            connections.limit = match (connections.limit, r.connections.limit) {
-                (None, l) | (l, None) => l,
-                (Some(a), Some(b)) => Some(PoolLimit {
-                    most: a.most + b.most,
-                    // The tighter reason wins: the target's, then the pool's.
-                    reason: a.reason.max(b.reason),
-                }),
-            };
+            connections.add(&r.connections);
         }
         // Shards of one run share its mode; open-loop shards' rates add.
         let pacing = match (first.mode, target) {

@@ -472,8 +472,7 @@ impl Run {
     pub fn join(self) -> Result<Outcome, EngineError> {
         let mut recorder = Recorder::new();
         let (mut last_done, mut send_stop) = (self.start, None::<Instant>);
-        let (mut opened, mut peak_open) = (0, 0);
-        let mut limit = None::<PoolLimit>;
+        let mut connections = Connections::default();
         for (worker, h) in self.handles.into_iter().enumerate() {
             let report = h
                 .join()
@@ -484,18 +483,14 @@ impl Run {
             // Each worker's window closes where its first unsent arrival was
             // due; the earliest of those is where the run's plan stopped.
             send_stop = Some(send_stop.map_or(report.send_stop, |t| t.min(report.send_stop)));
-            opened += report.opened;
-            peak_open += report.peak_open;
             let (most, reason) = report.limit;
-            limit = Some(match limit {
-                None => PoolLimit {
+            connections.add(&Connections {
+                opened: report.opened,
+                peak_open: report.peak_open,
+                limit: Some(PoolLimit {
                     most: most as u64,
                     reason,
-                },
-                Some(l) => PoolLimit {
-                    most: l.most + most as u64,
-                    reason: l.reason.max(reason),
-                },
+                }),
             });
         }
         let end = match send_stop {
@@ -505,11 +500,7 @@ impl Run {
         Ok(Outcome {
             recorder,
             window: end.saturating_duration_since(self.start + self.warmup),
-            connections: Connections {
-                opened,
-                peak_open,
-                limit,
-            },
+            connections,
             pacing: self.config.pacing(),
         })
     }
