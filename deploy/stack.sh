@@ -13,15 +13,29 @@
 # Ports: mandelweb 8080 (diagnostics 6060), PostgreSQL 5432, Prometheus
 # 9090, Grafana 3000 (admin/admin), node_exporter 9100; hammer is expected
 # on 9099. docker-compose.yml starts the same with containers.
+#
+# PostgreSQL refuses to run as root: as root (a container's default) the
+# cluster belongs to, and runs as, the `postgres` OS user (or PG_USER).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 hammer=${HAMMER:-$(command -v hammer || echo "$here/../target/release/hammer")}
 [ -x "$hammer" ] || { echo "no hammer: cargo build --release, or set HAMMER" >&2; exit 2; }
 data=$(mktemp -d)
 pids=()
+# PostgreSQL's tools, as an unprivileged user when this runs as root.
+pg() { "$@"; }
+if [ "$(id -u)" = 0 ] && command -v initdb >/dev/null; then
+  pg_user=${PG_USER:-postgres}
+  id -u "$pg_user" >/dev/null 2>&1 || {
+    echo "running as root: PostgreSQL needs an unprivileged OS user; create '$pg_user' (useradd -r $pg_user) or set PG_USER" >&2
+    rm -rf "$data"; exit 2
+  }
+  chown "$pg_user" "$data"
+  pg() { runuser -u "$pg_user" -- "$@"; }
+fi
 stop() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  [ -f "$data/pg/postmaster.pid" ] && pg_ctl -D "$data/pg" -m fast stop >/dev/null 2>&1 || true
+  [ -f "$data/pg/postmaster.pid" ] && pg pg_ctl -D "$data/pg" -m fast -w stop >/dev/null 2>&1 || true
   wait 2>/dev/null || true
   rm -rf "$data"
 }
@@ -30,8 +44,8 @@ trap 'exit 130' INT TERM
 
 db_flags=()
 if command -v initdb >/dev/null; then
-  initdb -D "$data/pg" -U postgres -A trust >/dev/null
-  pg_ctl -D "$data/pg" -o "-k $data -c listen_addresses=127.0.0.1 -p 5432 -c max_connections=200" \
+  pg initdb -D "$data/pg" -U postgres -A trust >/dev/null
+  pg pg_ctl -D "$data/pg" -o "-k $data -c listen_addresses=127.0.0.1 -p 5432 -c max_connections=200" \
     -l "$data/pg.log" -w start >/dev/null
   url=postgres://postgres@127.0.0.1:5432/postgres
   "$hammer" mandelweb seed-db --rows 100000 --database-url "$url"
@@ -46,10 +60,14 @@ fi
 pids+=($!)
 echo "mandelweb    http://127.0.0.1:8080/  (metrics http://127.0.0.1:6060/metrics)"
 
-prometheus --config.file="$here/prometheus/prometheus.yml" --storage.tsdb.path="$data/prom" \
-  --web.listen-address=127.0.0.1:9090 > "$data/prometheus.log" 2>&1 &
-pids+=($!)
-echo "Prometheus   http://127.0.0.1:9090/"
+if command -v prometheus >/dev/null; then
+  prometheus --config.file="$here/prometheus/prometheus.yml" --storage.tsdb.path="$data/prom" \
+    --web.listen-address=127.0.0.1:9090 > "$data/prometheus.log" 2>&1 &
+  pids+=($!)
+  echo "Prometheus   http://127.0.0.1:9090/"
+else
+  echo "no prometheus: nothing scrapes mandelweb (apt-get install prometheus)" >&2
+fi
 
 for exporter in prometheus-node-exporter node_exporter; do
   if command -v "$exporter" >/dev/null; then

@@ -99,18 +99,8 @@ fn target(out: &mut String, t: &TargetReport) {
             let _ = writeln!(out, "    ({p})");
         }
     }
-    if let Some(sw) = &t.sweep {
-        let points: Vec<String> = sw
-            .points
-            .iter()
-            .map(|p| format!("{}: {:.0}", p.connections, p.throughput))
-            .collect();
-        let _ = writeln!(
-            out,
-            "  closed-loop sweep, req/s by connections: {} ({})",
-            points.join(", "),
-            sw.stopped
-        );
+    if let Some(line) = sweep_line(t) {
+        let _ = writeln!(out, "  {line}");
     }
     if let Some(line) = usl_line(t) {
         let _ = writeln!(out, "  {line}");
@@ -128,6 +118,31 @@ fn target(out: &mut String, t: &TargetReport) {
     for n in &t.notes {
         let _ = writeln!(out, "  note: {n}");
     }
+}
+
+/// "closed-loop sweep, good req/s by connections: 1: 88, 2: 101, 4: 99
+/// (31.0% failed), …": goodput at each point, the share that failed where
+/// any did, and why the sweep ended.
+pub fn sweep_line(t: &TargetReport) -> Option<String> {
+    let sw = t.sweep.as_ref()?;
+    let points: Vec<String> = sw
+        .points
+        .iter()
+        .map(|p| match p.failed_share() {
+            f if f >= 0.0005 => format!(
+                "{}: {:.0} ({:.1}% failed)",
+                p.connections,
+                p.throughput,
+                100.0 * f
+            ),
+            _ => format!("{}: {:.0}", p.connections, p.throughput),
+        })
+        .collect();
+    Some(format!(
+        "closed-loop sweep, good req/s by connections: {} ({})",
+        points.join(", "),
+        sw.stopped
+    ))
 }
 
 /// "USL fit (closed-loop sweep): λ=…, σ=…, κ=… (R²=…); predicted peak …",

@@ -1,7 +1,10 @@
 //! Provides the closed-loop sweep, Gunther's way of fitting the Universal
-//! Scalability Law: throughput measured at 1, 2, 4, … connections, each
-//! sending its next request when the last one ends, until throughput stops
-//! growing; then X(N) = λN / (1 + σ(N−1) + κN(N−1)) fitted to the points.
+//! Scalability Law: goodput (successful responses a second) measured at 1,
+//! 2, 4, … connections, each sending its next request when the last one
+//! ends, until goodput stops growing; then X(N) = λN / (1 + σ(N−1) +
+//! κN(N−1)) fitted to the points. A service that sheds load (503s) past
+//! some concurrency keeps its goodput flat there: the sweep goes on past the
+//! first shedding point, so the fit sees the plateau, not three points.
 //! Concurrency is set, not inferred: the open-loop steps' Little's-law
 //! points crowd together below the knee and fit poorly (R² 0.6–0.9 on one
 //! instance), while a sweep spreads them from one request in flight to
@@ -31,6 +34,9 @@ pub struct SweepPoint {
     pub p99_ms: f64,
     /// Failed requests.
     pub failed: u64,
+    /// Requests answered or failed (0 in reports from before it was kept).
+    #[serde(default)]
+    pub requests: u64,
 }
 
 impl SweepPoint {
@@ -42,6 +48,16 @@ impl SweepPoint {
             mean_ms: result.latency_ms.mean,
             p99_ms: result.latency_ms.p99,
             failed: result.failed,
+            requests: result.requests,
+        }
+    }
+
+    /// The share of its requests that failed (0 when none were counted).
+    pub fn failed_share(&self) -> f64 {
+        if self.requests == 0 {
+            0.0
+        } else {
+            self.failed as f64 / self.requests as f64
         }
     }
 }
@@ -97,10 +113,15 @@ impl Sweep {
     }
 }
 
-/// Whether the sweep should stop after `points`: the last two
-/// doublings each failed to beat the best before them by 5%.
+/// Points a sweep runs before it may stop for want of growth: two more
+/// than the fit's parameters, so R² has something to say.
+pub const MIN_POINTS: usize = FIT_PARAMETERS + 2;
+
+/// Whether the sweep should stop after `points`: it has [`MIN_POINTS`],
+/// and the last two doublings each failed to beat the best before them by
+/// 5%.
 pub fn stopped_growing(points: &[SweepPoint]) -> bool {
-    if points.len() <= FLAT_POINTS {
+    if points.len() < MIN_POINTS {
         return false;
     }
     let (before, last) = points.split_at(points.len() - FLAT_POINTS);
@@ -119,27 +140,46 @@ mod tests {
             mean_ms: 1.0,
             p99_ms: 2.0,
             failed: 0,
+            requests: 100,
         }
     }
 
     #[test]
-    fn the_sweep_stops_two_doublings_after_growth_ends() {
-        let grow = [point(1, 100.0), point(2, 190.0), point(4, 350.0)];
+    fn the_sweep_stops_two_doublings_after_growth_ends_with_five_points_at_least() {
+        let grow = [
+            point(1, 100.0),
+            point(2, 190.0),
+            point(4, 350.0),
+            point(8, 600.0),
+            point(16, 900.0),
+        ];
         assert!(!stopped_growing(&grow));
-        let one_flat = [point(1, 100.0), point(2, 190.0), point(4, 195.0)];
+        let one_flat = [
+            point(1, 100.0),
+            point(2, 190.0),
+            point(4, 350.0),
+            point(8, 600.0),
+            point(16, 610.0),
+        ];
         assert!(!stopped_growing(&one_flat), "one flat point may be noise");
         let two_flat = [
             point(1, 100.0),
             point(2, 190.0),
-            point(4, 195.0),
-            point(8, 180.0),
+            point(4, 350.0),
+            point(8, 360.0),
+            point(16, 340.0),
         ];
         assert!(stopped_growing(&two_flat));
+        assert!(
+            !stopped_growing(&two_flat[..4]),
+            "four points are too few for a fit worth its R²"
+        );
         let regrow = [
             point(1, 100.0),
             point(2, 190.0),
             point(4, 195.0),
-            point(8, 260.0),
+            point(8, 180.0),
+            point(16, 260.0),
         ];
         assert!(!stopped_growing(&regrow));
     }

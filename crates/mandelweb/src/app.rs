@@ -41,11 +41,13 @@ struct Args {
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     request_timeout: Duration,
     /// Load shedding: how long a /mandelbrot request may wait for a
-    /// renderer and render, together. A request whose wait would not fit
-    /// (the render's usual time is learned) is a fast 503 with
-    /// Retry-After, so under overload the requests admitted keep their
-    /// latency and the renderer stays busy. Half the 60 ms SLO by default.
-    #[arg(long, default_value = "30ms", value_parser = humantime::parse_duration)]
+    /// renderer and render, together. A request still waiting when what
+    /// the budget leaves after a render (its usual time is learned) runs
+    /// out gets a 503 with Retry-After, so under overload the requests
+    /// admitted keep their latency and the renderer stays busy; a burst
+    /// that fits is served. The 60 ms SLO less 10 ms for the network and
+    /// the client by default; a large value turns shedding off.
+    #[arg(long, default_value = "50ms", value_parser = humantime::parse_duration)]
     render_budget: Duration,
     /// Longest a drain on SIGTERM waits for requests in flight.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]

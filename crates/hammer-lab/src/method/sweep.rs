@@ -1,5 +1,5 @@
 //! Provides the method's closed-loop sweep: 1, 2, 4, … connections until
-//! throughput stops growing; its USL fit replaces the open-loop steps'.
+//! goodput stops growing; its USL fit replaces the open-loop steps'.
 
 use std::time::Duration;
 
@@ -7,11 +7,18 @@ use super::Method;
 use crate::sweep;
 use crate::LabError;
 
+/// Doublings in a row whose errors pass the limit that end the sweep: a
+/// service that sheds (fast 503s) past some concurrency keeps its goodput
+/// there, and the fit needs those points; a service that fails outright
+/// costs two more short steps.
+const SHED_POINTS: usize = 3;
+
 impl Method<'_> {
     /// The closed-loop sweep for the scalability fit: 1, 2, 4, …
-    /// connections until throughput stops growing, errors pass the limit,
-    /// --sweep-max, the budget or Ctrl-C; its fit replaces the open-loop
-    /// steps' (which stays when the sweep has too few points).
+    /// connections until goodput stops growing, errors pass the limit at
+    /// [`SHED_POINTS`] doublings in a row, --sweep-max, the budget or
+    /// Ctrl-C; its fit replaces the open-loop steps' (which stays when the
+    /// sweep has too few points).
     pub(super) fn sweep(&mut self) -> Result<(), LabError> {
         let s = &self.lab.settings;
         if !s.sweep || self.lab.stopped() {
@@ -46,13 +53,20 @@ impl Method<'_> {
             })?;
             let point = sweep::SweepPoint::of(connections, &result);
             self.observer.note(&format!(
-                "  {connections} connection(s): {:.1} req/s, p99 {:.2} ms, {} failed",
+                "  {connections} connection(s): {:.1} good req/s, p99 {:.2} ms, {} failed",
                 point.throughput, point.p99_ms, point.failed
             ));
             points.push(point);
-            if result.error_rate() > s.max_error_rate {
+            let failing = points
+                .iter()
+                .rev()
+                .take_while(|p| p.failed_share() > s.max_error_rate)
+                .count();
+            if failing >= SHED_POINTS {
+                let first = points[points.len() - failing].connections;
                 break format!(
-                    "{:.1}% of requests failed at {connections} connections",
+                    "requests failed past the limit from {first} connections on \
+                     ({:.1}% at {connections})",
                     100.0 * result.error_rate()
                 );
             }
@@ -69,8 +83,7 @@ impl Method<'_> {
             self.report.notes.push(format!(
                 "the closed-loop sweep has {} points ({}): the USL curve passes through them \
                  exactly, so its R² says nothing and its predicted peak is a guess; use the \
-                 measured peak (a service that sheds load stops the sweep early: its 503s are \
-                 failures)",
+                 measured peak",
                 swept.points.len(),
                 swept.stopped
             ));

@@ -92,11 +92,17 @@ impl Target for Model {
         measure: Duration,
         _stop: &Arc<AtomicBool>,
     ) -> Option<Result<RunResult, EngineError>> {
-        let n = connections as f64;
-        let x = 100.0 * n / (1.0 + 0.05 * (n - 1.0) + 0.001 * n * (n - 1.0));
+        let usl = |n: f64| 100.0 * n / (1.0 + 0.05 * (n - 1.0) + 0.001 * n * (n - 1.0));
+        let shedding = self.shed_from.is_some_and(|from| connections >= from);
+        // A service that sheds from `from` connections serves what it
+        // served just below, and answers one 503 per success.
+        let n = match self.shed_from {
+            Some(from) if shedding => (from / 2).max(1) as f64,
+            _ => connections as f64,
+        };
+        let x = usl(n);
         let latency = Duration::from_secs_f64(n / x);
         let mut recorder = Recorder::new();
-        let shedding = self.shed_from.is_some_and(|from| connections >= from);
         for _ in 0..(x * measure.as_secs_f64()).round() as u64 {
             recorder.record_send(Duration::ZERO, 100);
             recorder.record_response(200, latency, latency, 1000);
@@ -570,11 +576,11 @@ fn the_service_own_view_flags_time_outside_the_handler() {
     assert_eq!(said.len(), 1, "{:?}", report.notes);
 }
 
-/// A service that sheds load stops the sweep at its first failures: with
-/// three points the USL passes through them exactly, and the report says
-/// its R² and predicted peak mean nothing rather than print R² = 1.
+/// A service that sheds load past some concurrency keeps its goodput
+/// there: the sweep counts goodput, goes two doublings past the first
+/// shedding point, says what share failed at each, and fits five points.
 #[test]
-fn a_sweep_cut_short_by_shedding_says_its_fit_is_exact() {
+fn a_sweep_goes_past_the_first_shedding_and_counts_goodput() {
     let dir = tempfile::tempdir().unwrap();
     let model = Model {
         shed_from: Some(4),
@@ -583,11 +589,47 @@ fn a_sweep_cut_short_by_shedding_says_its_fit_is_exact() {
     let (report, _) = run_through(&model, None, dir.path());
     let sweep = report.sweep.as_ref().expect("a sweep");
     let connections: Vec<usize> = sweep.points.iter().map(|p| p.connections).collect();
-    assert_eq!(connections, [1, 2, 4], "{sweep:?}");
+    assert_eq!(connections, [1, 2, 4, 8, 16], "{sweep:?}");
+    assert!(sweep.stopped.contains("from 4 connections on"), "{sweep:?}");
+    for p in &sweep.points {
+        let expected = if p.connections >= 4 { 0.5 } else { 0.0 };
+        assert!((p.failed_share() - expected).abs() < 0.01, "{p:?}");
+    }
+    // Goodput: the successes only, flat from 2 connections on.
+    let plateau = sweep.points[1].throughput;
+    for p in &sweep.points[2..] {
+        assert!((p.throughput - plateau).abs() < 0.02 * plateau, "{p:?}");
+    }
+    assert!(!sweep.fit_is_exact());
+    assert!(notes_saying(&report, "passes through them exactly").is_empty());
+    let text = hammer_lab::summary::sweep_line(&report).expect("a sweep line");
     assert!(
-        sweep.stopped.contains("failed at 4 connections"),
-        "{sweep:?}"
+        text.contains("good req/s by connections: 1: 100, 2: 190, 4: 190 (50.0% failed), 8: 190 (50.0% failed), 16: 190 (50.0% failed)"),
+        "{text}"
     );
+    let line = hammer_lab::summary::usl_line(&report).expect("a fit");
+    assert!(line.contains("R²="), "{line}");
+}
+
+/// A sweep of three points (--sweep-max 4): the USL passes through them
+/// exactly, and the report says its R² and predicted peak mean nothing
+/// rather than print R² = 1.
+#[test]
+fn a_sweep_of_three_points_says_its_fit_is_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = Model::new(230.0);
+    let mut settings = settings();
+    settings.sweep_max = 4;
+    let (report, _) = run(
+        settings,
+        Duration::from_secs(3600),
+        &model,
+        None,
+        dir.path(),
+    );
+    let sweep = report.sweep.as_ref().expect("a sweep");
+    let connections: Vec<usize> = sweep.points.iter().map(|p| p.connections).collect();
+    assert_eq!(connections, [1, 2, 4], "{sweep:?}");
     assert!(sweep.fit_is_exact());
     let said = notes_saying(&report, "passes through them exactly");
     assert_eq!(said.len(), 1, "{:?}", report.notes);

@@ -428,3 +428,180 @@ fn the_indexed_job_runs_each_shard_and_the_report_job_judges_the_merge() {
     assert_eq!(code, Some(4), "{text}");
     assert!(text.contains("3"), "{text}");
 }
+
+/// The ports `deploy/stack.sh` documents: mandelweb, its diagnostics,
+/// Prometheus, PostgreSQL.
+const STACK_PORTS: [u16; 4] = [8080, 6060, 9090, 5432];
+
+fn listening(port: u16) -> bool {
+    TcpStream::connect_timeout(
+        &SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_millis(200),
+    )
+    .is_ok()
+}
+
+/// Processes whose command line names `needle` (the stack's temp dir).
+fn processes_naming(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.contains(needle) {
+                found.push(cmdline);
+            }
+        }
+    }
+    found
+}
+
+/// Runs `deploy/stack.sh` (copied with hammer into a temp dir anyone may
+/// read, so a plain user can run it) as `uid` (None: as this process):
+/// mandelweb answers `/find-by-age` from the seeded PostgreSQL, Prometheus
+/// scrapes it, and Ctrl-C leaves nothing running and nothing behind.
+fn stack_runs_and_stops_clean(uid: Option<u32>) {
+    for port in STACK_PORTS {
+        assert!(!listening(port), "port {port} is taken: the stack needs it");
+    }
+    let copy = tempfile::Builder::new()
+        .prefix("hammer-stack-")
+        .tempdir()
+        .unwrap();
+    let root = copy.path();
+    std::fs::set_permissions(root, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out =
+        run(Command::new("cp").args(["-r", deploy().to_str().unwrap(), root.to_str().unwrap()]));
+    assert!(out.status.success(), "{}", said(&out));
+    let hammer_copy = root.join("hammer");
+    std::fs::copy(env!("CARGO_BIN_EXE_hammer"), &hammer_copy).unwrap();
+    let script = root.join("deploy/stack.sh");
+    // setpriv execs the script in its place, so the signal below reaches it.
+    let mut cmd = match uid {
+        Some(uid) => {
+            let mut c = Command::new("setpriv");
+            c.arg(format!("--reuid={uid}"))
+                .arg(format!("--regid={uid}"))
+                .arg("--clear-groups")
+                .arg(&script);
+            c
+        }
+        None => Command::new(&script),
+    };
+    let mut child = cmd
+        .env("HAMMER", &hammer_copy)
+        .env("TMPDIR", "/tmp")
+        .current_dir(root)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("deploy/stack.sh starts");
+    let guard = KillOnDrop(child.id());
+
+    // Its lines until "logs in DIR; Ctrl-C stops everything".
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let mut lines = Vec::new();
+    let data = loop {
+        match rx.recv_timeout(Duration::from_secs(180)) {
+            Ok(line) => {
+                if let Some(rest) = line.strip_prefix("logs in ") {
+                    break rest.split(';').next().unwrap().to_string();
+                }
+                lines.push(line);
+            }
+            Err(_) => {
+                let _ = child.kill();
+                let err = wait_limited(child, LIMIT);
+                panic!(
+                    "the stack did not come up: {lines:?} {}",
+                    String::from_utf8_lossy(&err.stderr)
+                );
+            }
+        }
+    };
+    assert!(
+        lines.iter().any(|l| l.starts_with("PostgreSQL")),
+        "{lines:?}"
+    );
+
+    // mandelweb answers from the seeded database (once it has bound: the
+    // script starts it in the background).
+    let public = SocketAddr::from(([127, 0, 0, 1], 8080));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !listening(8080) {
+        assert!(
+            Instant::now() < deadline,
+            "mandelweb never listened on 8080"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let answer = testkit::post(public, "/find-by-age", br#"{"age": 30}"#);
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let rows: Value = serde_json::from_str(&answer.text()).unwrap();
+    assert!(rows.as_array().is_some_and(|r| !r.is_empty()), "{rows}");
+    // Prometheus scrapes it (every 5 s as shipped).
+    let prometheus = SocketAddr::from(([127, 0, 0, 1], 9090));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let up = testkit::try_fetch(
+            prometheus,
+            &format!("/api/v1/query?query={}", encode("up{job=\"mandelweb\"}")),
+        )
+        .map(|r| r.text())
+        .unwrap_or_default();
+        let v: Value = serde_json::from_str(&up).unwrap_or(Value::Null);
+        if v["data"]["result"][0]["value"][1] == "1" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus never scraped mandelweb: {up}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    // Ctrl-C: the script stops everything and removes its data.
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&child),
+        rustix::process::Signal::INT,
+    )
+    .unwrap();
+    let status = testkit::exit_within(&mut child, Duration::from_secs(60), "deploy/stack.sh");
+    std::mem::forget(guard);
+    assert_eq!(status.code(), Some(130), "{status}");
+    for port in STACK_PORTS {
+        assert!(!listening(port), "port {port} still answers after Ctrl-C");
+    }
+    assert!(!Path::new(&data).exists(), "{data} left behind");
+    let left = processes_naming(&data);
+    assert!(left.is_empty(), "still running: {left:?}");
+}
+
+/// Kills a process left running by a failed assertion.
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(self.0.to_string()).status();
+    }
+}
+
+#[test]
+fn the_stack_script_runs_as_root_and_as_a_plain_user() {
+    let _x = exclusive();
+    let root = rustix::process::getuid().is_root();
+    stack_runs_and_stops_clean(None);
+    if root {
+        // A plain user: nobody (65534), with no home and no shell.
+        stack_runs_and_stops_clean(Some(65534));
+    }
+}

@@ -230,9 +230,13 @@ fn builtin_lab_report_renders_charts_and_flame_graph_in_chromium() {
                 (counted - sent).abs() <= 0.1 * sent,
                 "the service counted {counted} requests, hammer sent {sent}"
             );
-            // At most the top of the bucket hammer's p99 falls in (the
-            // service's latency is part of hammer's; the estimate is linear
-            // within a bucket).
+            // The service's latency is part of hammer's, so its p99 bucket
+            // starts no higher than the top of the bucket hammer's p99 falls
+            // in. (Not its interpolated p99: the service's window opens at a
+            // scrape at the end of the warm-up, so it also holds the
+            // warm-up's last requests, answered after it; at ~160 requests
+            // a step one of those, slow after a failing step, moves the
+            // interpolated p99 into the next bucket.)
             let p99 = step["result"]["latency_ms"]["p99"].as_f64().unwrap();
             let bucket_top = [
                 1.0, 2.5, 5.0, 10.0, 25.0, 40.0, 50.0, 60.0, 75.0, 100.0, 250.0,
@@ -240,7 +244,11 @@ fn builtin_lab_report_renders_charts_and_flame_graph_in_chromium() {
             .into_iter()
             .find(|&le| le >= p99)
             .unwrap_or(f64::INFINITY);
-            assert!(own_p99 <= bucket_top, "own p99 {own_p99} vs {p99}");
+            let own_least = own["p99_at_least_ms"].as_f64().unwrap_or(0.0);
+            assert!(
+                own_least <= bucket_top,
+                "own p99 {own_p99} (at least {own_least}) vs hammer's {p99}"
+            );
             assert!(own["timeline"].as_array().unwrap().len() >= 2, "{own}");
         }
     }
