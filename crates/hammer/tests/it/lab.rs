@@ -254,6 +254,11 @@ fn builtin_lab_report_renders_charts_and_flame_graph_in_chromium() {
     }
     let notes = t["notes"].to_string();
     assert!(!notes.contains("views differ"), "{notes}");
+    // The closed-loop sweep goes past the point where mandelweb starts to
+    // shed (its goodput stays), so the USL fit has points to say something.
+    let points = t["sweep"]["points"].as_array().expect("a sweep");
+    assert!(points.len() >= 5, "{}", t["sweep"]);
+    assert!(!notes.contains("passes through them exactly"), "{notes}");
     let index = dir.path().join("index.html");
     let url = format!("file://{}", index.display());
 
