@@ -77,9 +77,15 @@ pub fn judge(result: &RunResult, slo: &SloReport, max_error_rate: f64) -> Judgem
             result.requests
         ));
     }
-    let short = result
-        .target_rate
-        .is_some_and(|t| result.achieved_rate < 0.95 * t);
+    // Short of the offered rate by hammer's doing only if hammer fell that
+    // far behind its schedule: sending 12% short over 5 s means lagging
+    // ~0.6 s by the end. Short with little lag means the requests waited
+    // in hammer for an overloaded target's busy connections (that wait is
+    // the target's, and its latency says so).
+    let short = result.target_rate.is_some_and(|t| {
+        let shortfall_ms = (1.0 - result.achieved_rate / t) * result.duration_s * 1e3;
+        result.achieved_rate < 0.95 * t && result.schedule_lag_ms.max >= 0.5 * shortfall_ms
+    });
     if broken.is_empty() {
         return Judgement {
             verdict: Verdict::Pass,
@@ -402,6 +408,23 @@ mod tests {
             judge(&s, &s.judge(&slo), 0.001)
         };
         assert_eq!((j.verdict, j.generator_lagged), (Verdict::Fail, true));
+        // An overloaded target: 12% of the offered rate still waiting for
+        // its busy connections when the step ended, hammer lagging 2 ms.
+        // Short, but not by hammer's doing.
+        let j = {
+            let mut s = step(2800, 2, 0);
+            s.achieved_rate = 0.878 * s.target_rate.unwrap();
+            judge(&s, &s.judge(&slo), 0.001)
+        };
+        assert_eq!((j.verdict, j.generator_lagged), (Verdict::Fail, true));
+        // Short because hammer fell behind by the shortfall: hammer's.
+        let j = {
+            let mut s = step(2800, 2, 0);
+            s.achieved_rate = 0.878 * s.target_rate.unwrap();
+            s.schedule_lag_ms.max = 0.122 * s.duration_s * 1e3;
+            judge(&s, &s.judge(&slo), 0.001)
+        };
+        assert_eq!(j.verdict, Verdict::GeneratorLimited, "{}", j.reason);
     }
 
     /// The seed's capacity plan: 10,000 req/s over each measured capacity.
