@@ -179,13 +179,19 @@ impl Gate {
                 Err(Refused::Closed)
             }
             Err(_) => {
-                if ticket.withdraw() {
-                    ticket.grant = None;
+                let withdrawn = ticket.withdraw();
+                let granted = ticket
+                    .grant
+                    .take()
+                    .is_some_and(|mut g| g.try_recv().is_ok());
+                if withdrawn {
                     Err(self.refuse())
-                } else {
+                } else if granted {
                     // Granted as the wait ran out: the slot is its.
-                    ticket.grant = None;
                     Ok(self.slot())
+                } else {
+                    // Out of the queue without a grant: the gate closed.
+                    Err(Refused::Closed)
                 }
             }
         }

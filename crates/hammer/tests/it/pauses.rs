@@ -70,9 +70,16 @@ fn a_targets_pauses_are_reported_as_they_were() {
             eprintln!("{cell}: {key} hammer {got:.2} ms, analytic {truth:.2}, server {seen:.2}");
             assert!(near(got, truth), "{cell}: {key} {got} ms, truth {truth} ms");
         }
+        // The pauses are not hammer's lag: had hammer counted the requests
+        // due in a pause as its own late sends, its lag p99 would be the
+        // pause wait's p99 (5 ms in the first cell). Half that, or 1 ms,
+        // leaves room for a shared CI machine's own hiccups (1.6 ms seen
+        // once at 2,000/s on one worker beside the server).
+        let pause_p99 = ms(pauses.quantile(0.99));
+        let lag_p99 = f(&v, "schedule_lag_ms.p99");
         assert!(
-            f(&v, "schedule_lag_ms.p99") < 1.0,
-            "{cell}: {}",
+            lag_p99 < (0.5 * pause_p99).max(1.0),
+            "{cell}: lag p99 {lag_p99} ms against a pause wait p99 of {pause_p99} ms: {}",
             v["schedule_lag_ms"]
         );
         assert_eq!(v["connections"]["limit"]["reason"], "littles_law", "{v}");
