@@ -115,9 +115,10 @@ pub struct LabArgs {
     /// p99 beside hammer's, and the time spent outside its handler.
     #[arg(long, value_name = "NAME", default_value = hammer_lab::server::DEFAULT_HISTOGRAM)]
     pub server_histogram: String,
-    /// Skip the closed-loop sweep (1, 2, 4, ... connections until throughput
-    /// stops growing) that the scalability (USL) fit comes from; the fit
-    /// then uses the open-loop steps.
+    /// Skip the closed-loop sweep (1, 2, 4, ... connections until goodput
+    /// stops growing, five points at least, or three doublings in a row
+    /// shed past the error limit) that the scalability (USL) fit comes
+    /// from; the fit then uses the open-loop steps.
     #[arg(long)]
     pub no_sweep: bool,
     /// The most connections the sweep goes to.
