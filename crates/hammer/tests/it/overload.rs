@@ -132,7 +132,10 @@ fn at_five_times_capacity_mandelweb_sheds_and_keeps_what_it_admits_within_the_sl
 #[test]
 fn a_sigterm_under_load_answers_every_accepted_request_and_exits_0() {
     let _x = exclusive();
-    let (mut svc, public, _diag) = crate::support::mandelweb(&[]);
+    // The gate off: a 503 here could only be the drain's (a CPU stall of
+    // ~50 ms on a shared 2-core machine lets the gate shed a few at 80%
+    // of capacity, which is the gate's business, tested above).
+    let (mut svc, public, _diag) = crate::support::mandelweb(&["--render-budget", "10s"]);
     let url = format!("http://{public}/mandelbrot?width=128&height=128&iterations=500");
     let slots = mandelweb::service::render_slots();
     let capacity = f(
