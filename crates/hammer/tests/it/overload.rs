@@ -79,7 +79,11 @@ fn at_five_times_capacity_mandelweb_sheds_and_keeps_what_it_admits_within_the_sl
     // What it admits keeps the SLO, by the service's clock and by hammer's
     // (which counts the 503s too, and any wait before the handler).
     assert!(admitted_within >= 0.99, "{admitted_within}");
-    assert!(f(&over, "latency_ms.p99") < 60.0, "{over}");
+    // hammer's p99 counts the 503s too, which now wait up to what the
+    // budget leaves before their answer, on cores the renders keep busy
+    // (49.6 ms on the dev VM, 83 ms once on CI): bounded, not the seconds
+    // of an unbounded queue.
+    assert!(f(&over, "latency_ms.p99") < 150.0, "{over}");
     // Goodput: the renderer stays busy.
     assert!(goodput >= 0.8 * capacity, "goodput {goodput} of {capacity}");
     // Every refusal counted, and logged once a second, not once each.
