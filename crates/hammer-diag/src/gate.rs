@@ -429,6 +429,38 @@ mod tests {
         }
     }
 
+    /// Waiters 0, 1, 2 queued on `gate` 1 ms apart, each holding its slot
+    /// for `hold`, and the order in which they got one.
+    struct Queued {
+        order: Arc<Mutex<Vec<usize>>>,
+        waiters: Vec<tokio::task::JoinHandle<Result<(), Refused>>>,
+    }
+
+    async fn queue_three(gate: &Arc<Gate>, hold: Duration) -> Queued {
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut waiters = Vec::new();
+        for i in 0..3 {
+            let (g, order) = (gate.clone(), order.clone());
+            waiters.push(tokio::spawn(async move {
+                let _s = g.enter().await?;
+                order.lock().unwrap().push(i);
+                tokio::time::sleep(hold).await;
+                Ok(())
+            }));
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        Queued { order, waiters }
+    }
+
+    /// Waits for every waiter, each served, and returns the order served.
+    async fn served_order(queued: Queued) -> Vec<usize> {
+        for w in queued.waiters {
+            assert_eq!(w.await.unwrap(), Ok(()));
+        }
+        let order = queued.order.lock().unwrap().clone();
+        order
+    }
+
     #[test]
     fn a_wait_past_what_the_budget_leaves_is_refused_then_and_not_before() {
         runtime().block_on(async {
@@ -466,24 +498,11 @@ mod tests {
             let gate = Arc::new(Gate::new("test-b", 1, Duration::from_millis(100)));
             teach(&gate, Duration::from_millis(10), 8).await;
             let held = gate.enter().await.unwrap();
-            let order = Arc::new(Mutex::new(Vec::new()));
-            let mut waiters = Vec::new();
-            for i in 0..3 {
-                let (g, order) = (gate.clone(), order.clone());
-                waiters.push(tokio::spawn(async move {
-                    let _s = g.enter().await?;
-                    order.lock().unwrap().push(i);
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    Ok::<_, Refused>(())
-                }));
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
+            let waiters = queue_three(&gate, Duration::from_millis(10)).await;
             assert_eq!(gate.waiting(), 3);
             drop(held);
-            for w in waiters {
-                assert_eq!(w.await.unwrap(), Ok(()));
-            }
-            assert_eq!(*order.lock().unwrap(), [0, 1, 2], "first in, first out");
+            let order = served_order(waiters).await;
+            assert_eq!(order, [0, 1, 2], "first in, first out");
             assert_eq!(gate.shed(), 0);
         });
     }
@@ -493,24 +512,12 @@ mod tests {
         runtime().block_on(async {
             let gate = Arc::new(Gate::new("test-c", 1, Duration::from_millis(500)));
             let held = gate.enter().await.unwrap();
-            let order = Arc::new(Mutex::new(Vec::new()));
-            let mut waiters = Vec::new();
-            for i in 0..3 {
-                let (g, order) = (gate.clone(), order.clone());
-                waiters.push(tokio::spawn(async move {
-                    let _s = g.enter().await?;
-                    order.lock().unwrap().push(i);
-                    Ok::<_, Refused>(())
-                }));
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
+            let waiters = queue_three(&gate, Duration::ZERO).await;
             // The queue has not emptied for longer than STANDING.
             tokio::time::sleep(STANDING + Duration::from_millis(20)).await;
             drop(held);
-            for w in waiters {
-                assert_eq!(w.await.unwrap(), Ok(()));
-            }
-            assert_eq!(*order.lock().unwrap(), [2, 1, 0], "last in, first out");
+            let order = served_order(waiters).await;
+            assert_eq!(order, [2, 1, 0], "last in, first out");
         });
     }
 
