@@ -14,6 +14,10 @@ nginx serves `return 200` on loopback, pinned to its own cores.
                          wrk, oha (keep-alive), and a handshake per request
     peers.py h2          HTTP/2, h2c and over TLS, 10 connections x 10 streams,
                          closed loop, one core each: hammer, h2load, oha
+    peers.py versions before=PATH after=PATH
+                         two hammer builds side by side on the engine's hot
+                         path (a refactor's "figures unchanged"): closed
+                         loop -c 50, open loop at --rate, h2c 10 x 10 streams
 """
 
 import argparse
@@ -150,8 +154,8 @@ def measure(cmd, cpus):
     return out, usage.ru_utime + usage.ru_stime, rss[0], wall
 
 
-def hammer(url, threads, duration, cpus, rate=None, conns=None, extra=()):
-    cmd = ["hammer", "attack", url, "-w", str(threads), "-d", f"{duration}s", "--format", "json", "-q", *extra]
+def hammer(url, threads, duration, cpus, rate=None, conns=None, extra=(), binary="hammer"):
+    cmd = [binary, "attack", url, "-w", str(threads), "-d", f"{duration}s", "--format", "json", "-q", *extra]
     if rate:
         cmd += ["-r", str(int(rate))]
     if conns:
@@ -364,6 +368,43 @@ def h2(args):
             print(f"  {proto}: hammer/h2load req per client CPU-second: {h / p:.2f}x")
 
 
+def versions(args):
+    """Each build on core 1 (one thread) against nginx on core 0, rounds
+    interleaved; medians and the ratio of each build to the first."""
+    builds = [b.split("=", 1) for b in args.builds]
+    nginx = Nginx(1)
+    d = args.duration
+    closed = "closed -c 50, req/CPU-s"
+    lag, p99 = f"open {args.rate:.0f}/s, lag p99 ms", f"open {args.rate:.0f}/s, p99 ms"
+    h2c = "h2c -c 10 x 10, req/CPU-s"
+    runs = [closed, lag, p99, h2c]
+    got = {(label, name): [] for label, _ in builds for name in runs}
+    try:
+        for round_ in range(args.rounds):
+            for label, path in builds:
+                r = hammer(nginx.url, 1, d, "1", conns=50, binary=path)
+                got[(label, closed)].append(per_cpu_s(r))
+                r = hammer(nginx.url, 1, d, "1", rate=args.rate, binary=path)
+                got[(label, lag)].append(r["lag_p99_ms"])
+                got[(label, p99)].append(r["p99_ms"])
+                r = hammer(nginx.h2c_url, 1, d, "1", conns=10, binary=path,
+                           extra=["-k", "--http2", "--streams", "10"])
+                got[(label, h2c)].append(per_cpu_s(r))
+                print(f"  round {round_ + 1} {label:8} "
+                      + ", ".join(f"{name} {got[(label, name)][-1]:.3f}" for name in runs), flush=True)
+    finally:
+        nginx.stop()
+    print(f"\nhammer builds (nginx 1 worker on core 0, hammer 1 thread on core 1, {d} s runs, "
+          f"median of {args.rounds}):")
+    first = builds[0][0]
+    print(f"  {'figure':30}" + "".join(f"{label:>12}" for label, _ in builds)
+          + "".join(f"{label + '/' + first:>16}" for label, _ in builds[1:]))
+    for name in runs:
+        med = {label: statistics.median(got[(label, name)]) for label, _ in builds}
+        print(f"  {name:30}" + "".join(f"{med[label]:>12.3f}" for label, _ in builds)
+              + "".join(f"{med[label] / med[first]:>15.2f}x" for label, _ in builds[1:]))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="what", required=True)
@@ -388,11 +429,16 @@ def main():
     h.add_argument("--rounds", type=int, default=3)
     h.add_argument("--conns", type=int, default=10)
     h.add_argument("--streams", type=int, default=10)
+    v = sub.add_parser("versions")
+    v.add_argument("builds", nargs="+", help="label=path/to/hammer, the first is the baseline")
+    v.add_argument("--duration", type=int, default=4)
+    v.add_argument("--rounds", type=int, default=3)
+    v.add_argument("--rate", type=float, default=40_000)
     args = ap.parse_args()
-    for tool in ("hammer", "nginx", "taskset", "openssl"):
+    for tool in ("nginx", "taskset", "openssl") + (() if args.what == "versions" else ("hammer",)):
         if not shutil.which(tool):
             sys.exit(f"{tool} is not on PATH")
-    {"open-loop": open_loop, "scale": scale, "tls": tls, "h2": h2}[args.what](args)
+    {"open-loop": open_loop, "scale": scale, "tls": tls, "h2": h2, "versions": versions}[args.what](args)
 
 
 if __name__ == "__main__":

@@ -11,11 +11,16 @@ its `hammer mandelweb` is the service measured):
 Pass criteria (issue 27): goodput at every c >= 90% of the best; open loop
 goodput >= 90% of capacity; admitted within 60 ms >= 99% (p99 < 60 ms).
 
-  bench/shed.py [--duration 4] [label=path/to/hammer ...] [-- extra mandelweb flags]
+Each binary is measured ROUNDS times (`--rounds 3`), the binaries taking
+turns, and each figure printed is the median of its rounds (this VM moves
+goodput by +-10% from one run to the next).
+
+  bench/shed.py [--duration 4] [--rounds 3] [label=path/to/hammer ...] [-- extra mandelweb flags]
 """
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import urllib.request
@@ -94,30 +99,53 @@ def measure(label, hammer, duration, extra):
         server.wait()
 
 
+def medians(rounds):
+    """One row per step, each figure the median of its rounds."""
+    rows = []
+    for i, (name, _) in enumerate(rounds[0]):
+        steps = [r[i][1] for r in rounds]
+        row = {k: statistics.median(s[k] for s in steps) for k in ("goodput", "shed", "p99")}
+        row["within"] = statistics.median(s["within"] for s in steps)
+        row["other_errors"] = max(s["failed"] - s["shed"] for s in steps)
+        # The open-loop rates follow each round's best: name the median's.
+        rows.append((re.sub(r" \(.*\)$", "", name), row))
+    return rows
+
+
 def main():
     argv = sys.argv[1:]
     extra = []
     if "--" in argv:
         i = argv.index("--")
         argv, extra = argv[:i], argv[i + 1:]
-    duration = 4
-    if argv[:1] == ["--duration"]:
-        duration = float(argv[1])
+    duration, rounds = 4.0, 3
+    while argv[:1] in (["--duration"], ["--rounds"]):
+        if argv[0] == "--duration":
+            duration = float(argv[1])
+        else:
+            rounds = int(argv[1])
         argv = argv[2:]
     binaries = [a.split("=", 1) for a in argv] or [["now", "target/release/hammer"]]
-    print(f"mandelweb on cpu {SERVER_CPUS}, hammer on cpu {CLIENT_CPUS}, {duration:g} s a step"
-          + (f", mandelweb {' '.join(extra)}" if extra else ""))
+    print(f"mandelweb on cpu {SERVER_CPUS}, hammer on cpu {CLIENT_CPUS}, {duration:g} s a step, "
+          f"medians of {rounds} rounds" + (f", mandelweb {' '.join(extra)}" if extra else ""))
+    measured = {label: [] for label, _ in binaries}
+    for r in range(rounds):
+        for label, path in binaries:
+            _, rows = measure(label, path, duration, extra)
+            measured[label].append(rows)
+            print(f"  round {r + 1}: {label} done", file=sys.stderr)
     failures = []
     for label, path in binaries:
-        best, rows = measure(label, path, duration, extra)
+        rows = medians(measured[label])
+        best = max(s["goodput"] for name, s in rows if name.startswith("closed"))
         print(f"\n{label} ({path}): best closed-loop goodput {best:.1f} req/s")
         print(f"  {'step':<22}{'goodput/s':>10}{'of best':>9}{'503s':>9}{'p99 ms (all)':>14}"
               f"{'admitted <=60ms':>17}")
         for name, s in rows:
             share = s["goodput"] / best
-            print(f"  {name:<22}{s['goodput']:>10.1f}{100 * share:>8.0f}%{s['shed']:>9}"
+            print(f"  {name:<22}{s['goodput']:>10.1f}{100 * share:>8.0f}%{s['shed']:>9.0f}"
                   f"{s['p99']:>14.1f}{100 * s['within']:>16.2f}%")
-            if share < 0.9 or not s["within"] >= 0.99 or s["failed"] != s["shed"]:
+            if share < 0.9 or not s["within"] >= 0.99 or s["other_errors"] > 0:
                 failures.append(f"{label} {name}")
     print("\nbelow 90% of the best goodput, or admitted p99 over 60 ms, or errors other than 503: "
           + (", ".join(failures) if failures else "none"))

@@ -76,17 +76,19 @@ fn capped_connections_expose_coordinated_omission() {
 fn open_loop_holds_rate_and_schedule() {
     let _cpu = exclusive();
     // The lag is graded in one of three rounds: a 2 ms hiccup of the
-    // shared machine (seen once) spoils a round's p99 of 1 ms.
+    // shared machine (seen once) spoils a round's p99 of 1 ms, and the
+    // generator-limited verdict with it.
     in_one_of(3, |_| {
         let server = Server::start(Behavior::Fast);
         let v = hammer_json(&["-r", "5000", "-d", "4s", &server.url("/")], LIMIT);
         let achieved = f(&v, "achieved_rate");
         assert!(within(achieved, 5000.0, 0.005), "achieved {achieved}/s");
-        assert_eq!(v["generator_limited"], false);
         assert_eq!(server.requests(), 20_000);
         let lag = f(&v, "schedule_lag_ms.p99");
         eprintln!("5000/s for 4 s: achieved {achieved}/s, schedule lag p99 {lag} ms");
-        if lag < 1.0 {
+        // Generator-limited is read from the same lag, so it is graded
+        // with it.
+        if lag < 1.0 && v["generator_limited"] == false {
             Ok(())
         } else {
             Err(format!(
